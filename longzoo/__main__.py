@@ -1,0 +1,5 @@
+"""``python -m longzoo`` runs the CLI."""
+
+from longzoo.cli import run
+
+run()

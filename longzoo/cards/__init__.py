@@ -1,0 +1,1 @@
+"""Model-card data and its Jinja template (issue: cards and publishing). Not built yet."""

@@ -1,0 +1,55 @@
+"""``longzoo.json``: the one record of how a model folder was made.
+
+Each step (convert, pretrain, eval, finetune) adds its own section and a line to
+``history``; the model card is rendered from this file and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from longzoo.errors import LongzooError
+from longzoo.outputs import current_umask
+
+MANIFEST = "longzoo.json"
+FORMAT = 1
+
+
+def read_manifest(folder: str | Path) -> dict:
+    """The manifest of ``folder``; an empty one if the folder has none yet."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return {"format": FORMAT, "history": []}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise LongzooError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise LongzooError(f"{path}: not a longzoo manifest")
+    manifest.setdefault("history", [])
+    return manifest
+
+
+def record_step(folder: str | Path, step: str, record: dict) -> dict:
+    """Store ``record`` as section ``step`` of the manifest and log it in ``history``."""
+    manifest = read_manifest(folder)
+    manifest["format"] = FORMAT
+    manifest[step] = record
+    manifest["history"].append({"step": step, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    write_manifest(folder, manifest)
+    return manifest
+
+
+def write_manifest(folder: str | Path, manifest: dict) -> None:
+    """Write atomically: a reader never sees half a manifest."""
+    folder = Path(folder)
+    fd, tmp = tempfile.mkstemp(prefix=".longzoo.", suffix=".json", dir=folder)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh, indent=2, ensure_ascii=False)
+        fh.write("\n")
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp files are private; the manifest is not
+    os.replace(tmp, folder / MANIFEST)

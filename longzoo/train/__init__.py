@@ -1,0 +1,1 @@
+"""Continued pretraining, masking and evaluation (issue: pretraining). Not built yet."""

@@ -1,0 +1,1 @@
+"""Registry of ready conversion recipes and loaders (issue: the zoo). Nothing registered yet."""

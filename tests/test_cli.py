@@ -1,0 +1,200 @@
+"""The command line: bad input gets one clear line and a non-zero exit, nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import MAX_POS, WINDOW
+from longzoo.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, ["convert", *args])
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.output + result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture
+def out(tmp_path):
+    """An output path whose parent must stay empty after a failed conversion."""
+    parent = tmp_path / "outputs"
+    parent.mkdir()
+    yield parent / "model"
+    assert list(parent.iterdir()) == [], "a failed conversion left files behind"
+
+
+def test_help_lists_every_option():
+    result = runner.invoke(app, ["convert", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for option in (
+        "--base",
+        "--max-pos",
+        "--attention-window",
+        "--out",
+        "--force",
+        "--revision",
+        "--position-init",
+        "--dtype",
+        "--allow-pickle",
+        "--no-verify",
+    ):
+        assert option in result.output
+
+
+def test_convert_prints_the_parity_report(base_models, out):
+    result = invoke("--base", str(base_models["bert-zh-mlm"]), "--max-pos", str(MAX_POS), "--attention-window", str(WINDOW), "--out", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert "passed" in result.output and "parity at 33 tokens" in result.output
+    parity = json.loads((out / "longzoo.json").read_text())["convert"]["parity"]
+    assert f"{parity['max_abs_diff']:.2e}" in result.output
+    for step in ("Reading base weights", "Converting weights", "Verifying parity"):
+        assert f"✓ {step}" in result.output
+    # the fixture's "nothing left behind" check does not apply to a success
+    import shutil
+
+    shutil.rmtree(out)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--max-pos", "64"], ["--max-pos 64", "64 positions"]),
+        (["--max-pos", "0"], ["--max-pos must be positive"]),
+        (["--max-pos", str(MAX_POS), "--attention-window", "63"], ["even", "63"]),
+        (["--max-pos", str(MAX_POS), "--attention-window", "0"], ["positive even"]),
+        (["--max-pos", str(MAX_POS), "--attention-window", "-2"], ["positive even"]),
+        (["--max-pos", str(MAX_POS), "--attention-window", "512"], ["larger than --max-pos"]),
+        (["--max-pos", str(MAX_POS), "--position-init", "random"], ["--position-init"]),
+        (["--max-pos", str(MAX_POS), "--dtype", "int8"], ["--dtype"]),
+    ],
+)
+def test_bad_sizes_and_options(base_models, out, args, fragments):
+    assert_one_line_error(invoke("--base", str(base_models["bert-zh-mlm"]), "--out", str(out), *args), *fragments)
+
+
+def test_missing_folder(out):
+    assert_one_line_error(invoke("--base", "./no/such/model", "--max-pos", "1024", "--out", str(out)), "no such folder")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_weights(base_copy, out, damage):
+    folder = base_copy("roberta-mlm")
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if damage == "truncate" else os.urandom(4096))
+    result = invoke("--base", str(folder), "--max-pos", str(MAX_POS), "--attention-window", str(WINDOW), "--out", str(out))
+    assert_one_line_error(result, "corrupt or truncated", "model.safetensors")
+
+
+def test_unsupported_architecture(tmp_path, out):
+    folder = tmp_path / "gpt"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    result = invoke("--base", str(folder), "--max-pos", "4096", "--out", str(out))
+    assert_one_line_error(result, "'gpt2'", "bert", "camembert", "roberta", "xlm-roberta")
+
+
+def test_folder_without_config(tmp_path, out):
+    assert_one_line_error(invoke("--base", str(tmp_path), "--max-pos", "4096", "--out", str(out)), "no config.json")
+
+
+def test_existing_output_needs_force(base_models, tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    result = invoke("--base", str(base_models["bert-encoder"]), "--max-pos", str(MAX_POS), "--attention-window", str(WINDOW), "--out", str(target))
+    assert_one_line_error(result, "not empty", "--force")
+    assert (target / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_unwritable_output(base_models, tmp_path):
+    if os.geteuid() == 0:
+        blocker = tmp_path / "file"
+        blocker.write_text("x")  # even root cannot create a folder below a file
+        target = blocker / "model"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        target = locked / "model"
+    result = invoke("--base", str(base_models["bert-encoder"]), "--max-pos", str(MAX_POS), "--attention-window", str(WINDOW), "--out", str(target))
+    assert_one_line_error(result, "cannot write here")
+
+
+def run_cli(*args: str, env: dict) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **env}
+    return subprocess.run(
+        [sys.executable, "-m", "longzoo", "convert", *args], capture_output=True, text=True, env=full_env, timeout=120
+    )
+
+
+def assert_one_line_stderr(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("error: ") or "Traceback" in line]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_hub_id_while_offline(tmp_path):
+    proc = run_cli(
+        "--base", "someone/some-model", "--max-pos", "4096", "--out", str(tmp_path / "o"),
+        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
+    )
+    assert_one_line_stderr(proc, "someone/some-model", "offline")
+    assert not (tmp_path / "o").exists()
+
+
+class _NotFound(BaseHTTPRequestHandler):
+    """Answers every request the way the Hub answers for a repository that does not exist."""
+
+    def _reply(self):
+        body = json.dumps({"error": "Repository not found"}).encode()
+        self.send_response(404)
+        self.send_header("X-Error-Code", "RepoNotFound")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_HEAD = _reply
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+
+@pytest.fixture
+def hub_404():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_hub_id_not_found(tmp_path, hub_404):
+    proc = run_cli(
+        "--base", "someone/missing-model", "--max-pos", "4096", "--out", str(tmp_path / "o"),
+        env={"HF_ENDPOINT": hub_404, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1"},
+    )
+    assert_one_line_stderr(proc, "someone/missing-model", "not found on the Hub")
+    assert not (tmp_path / "o").exists()
