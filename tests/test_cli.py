@@ -6,13 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import shutil
 
 import pytest
 from typer.testing import CliRunner
 
 from conftest import MAX_POS, WINDOW
+from hub_stub import HubStub
 from longzoo.cli import app
 
 runner = CliRunner()
@@ -68,8 +68,6 @@ def test_convert_prints_the_parity_report(base_models, out):
     for step in ("Reading base weights", "Converting weights", "Verifying parity"):
         assert f"✓ {step}" in result.output
     # the fixture's "nothing left behind" check does not apply to a success
-    import shutil
-
     shutil.rmtree(out)
 
 
@@ -163,38 +161,35 @@ def test_hub_id_while_offline(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-class _NotFound(BaseHTTPRequestHandler):
-    """Answers every request the way the Hub answers for a repository that does not exist."""
-
-    def _reply(self):
-        body = json.dumps({"error": "Repository not found"}).encode()
-        self.send_response(404)
-        self.send_header("X-Error-Code", "RepoNotFound")
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    do_GET = do_HEAD = _reply
-
-    def log_message(self, *args):  # keep test output clean
-        pass
-
-
 @pytest.fixture
-def hub_404():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+def hub(base_models, tmp_path):
+    """A loopback Hub serving one base model, with a pickle the download must skip."""
+    repo = tmp_path / "repo"
+    shutil.copytree(base_models["bert-zh-mlm"], repo)
+    (repo / "pytorch_model.bin").write_bytes(b"not to be downloaded")
+    with HubStub({"someone/tiny-zh": repo}) as stub:
+        yield stub
 
 
-def test_hub_id_not_found(tmp_path, hub_404):
+def hub_env(stub: HubStub, tmp_path) -> dict:
+    return {"HF_ENDPOINT": stub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1"}
+
+
+def test_hub_id_downloads_and_records_the_revision(hub, tmp_path):
+    out = tmp_path / "o"
     proc = run_cli(
-        "--base", "someone/missing-model", "--max-pos", "4096", "--out", str(tmp_path / "o"),
-        env={"HF_ENDPOINT": hub_404, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1"},
+        "--base", "someone/tiny-zh", "--revision", "main", "--max-pos", str(MAX_POS), "--attention-window", str(WINDOW),
+        "--out", str(out), env=hub_env(hub, tmp_path),
     )
+    assert proc.returncode == 0, proc.stderr
+    base = json.loads((out / "longzoo.json").read_text())["convert"]["base"]
+    assert base == {**base, "id": "someone/tiny-zh", "source": "hub", "revision": hub.commits["someone/tiny-zh"]}
+    fetched = [r for r in hub.requests if r.startswith("GET /someone/tiny-zh/resolve/")]
+    assert any(r.endswith("/model.safetensors") for r in fetched)
+    assert not any(r.endswith(".bin") for r in fetched)
+
+
+def test_hub_id_not_found(tmp_path, hub):
+    proc = run_cli("--base", "someone/missing-model", "--max-pos", "4096", "--out", str(tmp_path / "o"), env=hub_env(hub, tmp_path))
     assert_one_line_stderr(proc, "someone/missing-model", "not found on the Hub")
     assert not (tmp_path / "o").exists()

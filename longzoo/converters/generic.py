@@ -194,7 +194,11 @@ def _position_layout(config: dict, tokenizer, adapter: Adapter) -> PositionLayou
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else config.get("pad_token_id")
     if pad is None:
         raise LongzooError("the base tokenizer has no pad token, so Longformer positions are undefined")
-    base_offset = config.get("pad_token_id", pad) + 1 if adapter.positions_after_pad else 0
+    # RoBERTa-style bases index their own table from *their config's* pad id + 1.
+    base_pad = config.get("pad_token_id")
+    base_offset = (pad if base_pad is None else base_pad) + 1 if adapter.positions_after_pad else 0
+    if not isinstance(config.get("max_position_embeddings"), int):
+        raise LongzooError("the base config has no max_position_embeddings")
     base_length = config["max_position_embeddings"] - base_offset
     return PositionLayout(pad, base_offset, base_length, new_offset=pad + 1)
 
