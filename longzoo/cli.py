@@ -85,6 +85,8 @@ def convert(
             )
     except LongzooError as exc:
         _fail(str(exc))
+    except OSError as exc:  # disk full, permissions changed under us: still the user's to fix
+        _fail(f"{exc.filename or 'output'}: {exc.strerror or exc}")
     _print_summary(result)
 
 

@@ -330,6 +330,7 @@ def _manifest_record(source: BaseSource, hashes, adapter, base_config, layout, o
         "base": {
             "id": source.hub_id or source.name,
             "source": "hub" if source.hub_id else "local",
+            "path": None if source.hub_id else str(source.path),
             "revision": source.revision,
             "sha256": hashes,
             "model_type": adapter.model_type,
