@@ -90,6 +90,84 @@ def convert(
     _print_summary(result)
 
 
+@app.command()
+def card(
+    model_dir: Annotated[Path, typer.Argument(help="A folder written by longzoo (with longzoo.json).")],
+    language: Annotated[
+        Optional[list[str]], typer.Option("--language", help="ISO 639 code; repeat for several (zh, en, ...).")
+    ] = None,
+    license: Annotated[Optional[str], typer.Option("--license", help="Hub licence id, e.g. apache-2.0.")] = None,
+    model_name: Annotated[Optional[str], typer.Option("--model-name", help="Name shown on the card.")] = None,
+    base_model: Annotated[
+        Optional[str], typer.Option("--base-model", help="Hub id of the base, when it was converted from a local copy.")
+    ] = None,
+) -> None:
+    """Render README.md (the model card) from longzoo.json."""
+    from longzoo.cards import render_card
+
+    kwargs = dict(language=language or None, license=license, model_name=model_name, base_model=base_model)
+    try:
+        try:
+            rendered = render_card(model_dir, **kwargs)
+        except LongzooError as exc:
+            # "asked for": a person at a terminal is asked; scripts get the one-line error
+            if "no license" not in str(exc) or not sys.stdin.isatty():
+                raise
+            kwargs["license"] = typer.prompt("The base model's card names no license. License id (e.g. apache-2.0)")
+            rendered = render_card(model_dir, **kwargs)
+    except LongzooError as exc:
+        _fail(str(exc))
+    meta = rendered.metadata
+    out.print(f"wrote {rendered.path}")
+    out.print(
+        f"license {meta.get('license')}, language {', '.join(meta.get('language') or []) or '-'}, "
+        f"pipeline {meta.get('pipeline_tag')}, tags {', '.join(meta.get('tags') or [])}",
+        highlight=False,
+    )
+
+
+@app.command()
+def push(
+    model_dir: Annotated[Path, typer.Argument(help="The model folder to publish.")],
+    repo_id: Annotated[str, typer.Option("--repo-id", help="OWNER/NAME on the Hub.")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repository as private.")] = False,
+    revision: Annotated[Optional[str], typer.Option("--revision", help="Branch to commit to (created if missing).")] = None,
+    create_pr: Annotated[bool, typer.Option("--create-pr", help="Open a pull request instead of committing.")] = False,
+    commit_message: Annotated[Optional[str], typer.Option("--commit-message", help="Commit message.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be uploaded; send nothing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Push despite a failed/unverified parity check or card problems.")] = False,
+) -> None:
+    """Publish a model folder to the Hugging Face Hub in one commit."""
+    from longzoo.progress import Steps
+    from longzoo.publish import push as run_push
+
+    try:
+        with _progress() as progress:
+            result = run_push(
+                model_dir,
+                repo_id,
+                private=private,
+                revision=revision,
+                create_pr=create_pr,
+                commit_message=commit_message,
+                dry_run=dry_run,
+                force=force,
+                steps=Steps(progress, log=out),
+            )
+    except LongzooError as exc:
+        _fail(str(exc))
+    total = sum(size for _, size in result.files)
+    if dry_run:
+        out.print(f"would upload {len(result.files)} files ({total / 2**20:.1f} MiB) to {result.repo_url}:")
+        for path, size in result.files:
+            out.print(f"  {path}  {size:,} bytes", highlight=False)
+        return
+    out.print(f"uploaded {len(result.files)} files ({total / 2**20:.1f} MiB)")
+    if result.pr_url:
+        out.print(f"pull request: {result.pr_url}")
+    out.print(result.repo_url)
+
+
 def _print_summary(result) -> None:
     record = result.manifest["convert"]
     keys = record["keys"]
@@ -111,6 +189,8 @@ def _print_summary(result) -> None:
         )
         full = parity["full_length"]
         out.print(f"full-length run: {full['tokens']} tokens in {full['seconds']:.1f} s, outputs finite")
+    for problem in result.card_problems:
+        out.print(f"[yellow]card:[/] {problem}; fix it with `longzoo card {result.out}` before pushing", highlight=False)
     out.print(f"wrote {result.out}")
 
 

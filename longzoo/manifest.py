@@ -7,13 +7,11 @@ Each step (convert, pretrain, eval, finetune) adds its own section and a line to
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 from longzoo.errors import LongzooError
-from longzoo.outputs import current_umask
+from longzoo.outputs import write_text_atomic
 
 MANIFEST = "longzoo.json"
 FORMAT = 1
@@ -46,10 +44,4 @@ def record_step(folder: str | Path, step: str, record: dict) -> dict:
 
 def write_manifest(folder: str | Path, manifest: dict) -> None:
     """Write atomically: a reader never sees half a manifest."""
-    folder = Path(folder)
-    fd, tmp = tempfile.mkstemp(prefix=".longzoo.", suffix=".json", dir=folder)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, indent=2, ensure_ascii=False)
-        fh.write("\n")
-    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp files are private; the manifest is not
-    os.replace(tmp, folder / MANIFEST)
+    write_text_atomic(Path(folder) / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")

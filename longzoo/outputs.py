@@ -60,3 +60,17 @@ def _publish(staging: Path, out: Path) -> None:
     os.rename(out, retired / "old")
     os.rename(staging, out)
     shutil.rmtree(retired, ignore_errors=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one rename: readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp files are private; ours are not
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -183,7 +183,7 @@ def test_hub_id_downloads_and_records_the_revision(hub, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     base = json.loads((out / "longzoo.json").read_text())["convert"]["base"]
-    assert base == {**base, "id": "someone/tiny-zh", "source": "hub", "revision": hub.commits["someone/tiny-zh"]}
+    assert base == {**base, "id": "someone/tiny-zh", "source": "hub", "revision": hub.repos["someone/tiny-zh"].branches["main"]}
     fetched = [r for r in hub.requests if r.startswith("GET /someone/tiny-zh/resolve/")]
     assert any(r.endswith("/model.safetensors") for r in fetched)
     assert not any(r.endswith(".bin") for r in fetched)

@@ -109,6 +109,7 @@ def test_output_folder_is_stock_longformer(converted, case_id):
     if case_by_id(case_id).model_type == "bert":
         assert tok["tokenizer_class"].startswith("BertTokenizer")
     assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
         "config.json",
         "longzoo.json",
         "model.safetensors",
@@ -116,7 +117,7 @@ def test_output_folder_is_stock_longformer(converted, case_id):
         "tokenizer_config.json",
     ]
     manifest = read_manifest(out)
-    assert [h["step"] for h in manifest["history"]] == ["convert"]
+    assert [h["step"] for h in manifest["history"]] == ["convert", "card"]
     record = manifest["convert"]
     assert record["base"]["source"] == "local" and len(record["base"]["sha256"]["model.safetensors"]) == 64
     assert record["options"]["max_pos"] == MAX_POS and record["parity"]["passed"]

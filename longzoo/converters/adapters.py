@@ -29,7 +29,7 @@ class Adapter:
 
     Attributes:
         model_type: the ``model_type`` of the base ``config.json``.
-        family: human-readable family name used in messages and manifests.
+        family: human-readable family name used in manifests and cards.
         backbone_prefix: prefix of encoder keys in task checkpoints (``bert.``); bare
             checkpoints (``BertModel``) have no prefix and are accepted too.
         head_prefix: prefix that marks masked-LM head keys; their presence decides
@@ -85,7 +85,7 @@ def _roberta_like(model_type: str, family: str, tokenizer_class: str) -> Adapter
 ADAPTERS: dict[str, Adapter] = {
     "bert": Adapter(
         model_type="bert",
-        family="BERT (bert-base-chinese, hfl chinese-roberta-wwm-ext, roberta_zh)",
+        family="BERT",  # bert-base-chinese, hfl chinese-roberta-wwm-ext, roberta_zh
         backbone_prefix="bert.",
         head_prefix="cls.predictions.",
         head_renames=(
@@ -100,7 +100,7 @@ ADAPTERS: dict[str, Adapter] = {
         dropped=_BUFFERS
         + ((r"^cls\.seq_relationship\.", "next-sentence head: Longformer has no NSP task"),),
     ),
-    "roberta": _roberta_like("roberta", "RoBERTa / DistilRoBERTa", "RobertaTokenizer"),
+    "roberta": _roberta_like("roberta", "RoBERTa", "RobertaTokenizer"),  # DistilRoBERTa too
     "xlm-roberta": _roberta_like("xlm-roberta", "XLM-RoBERTa", "XLMRobertaTokenizer"),
     "camembert": _roberta_like("camembert", "CamemBERT", "CamembertTokenizer"),
 }

@@ -17,9 +17,17 @@ from longzoo.converters.keys import (
     map_keys,
 )
 from longzoo.converters.positions import MODES, extend_positions
-from longzoo.converters.source import BaseSource, load_weights, resolve_base, sha256_files, weight_files
+from longzoo.converters.source import (
+    BaseSource,
+    load_weights,
+    read_base_card,
+    resolve_base,
+    sha256_files,
+    weight_files,
+)
 from longzoo.errors import LongzooError
-from longzoo.manifest import record_step
+from longzoo.cards.render import render_card
+from longzoo.manifest import read_manifest, record_step
 from longzoo.outputs import check_output, staged_output
 from longzoo.progress import Steps
 
@@ -94,6 +102,7 @@ class ConversionResult:
     report: KeyReport
     parity: dict | None
     manifest: dict
+    card_problems: list[str]
 
 
 def default_output(base: str, max_pos: int) -> Path:
@@ -119,7 +128,7 @@ def convert(
     """Convert ``base`` (folder or Hub id) into a Longformer with ``max_pos`` positions.
 
     The output folder holds ``config.json``, ``model.safetensors``, the tokenizer with
-    ``model_max_length = max_pos`` and ``longzoo.json``.  It is built in a temporary
+    ``model_max_length = max_pos``, ``longzoo.json`` and a model card (``README.md``).  It is built in a temporary
     folder and renamed into place only after the parity check passed, so a failed
     conversion leaves nothing behind.  Raises :class:`LongzooError` for user errors.
     """
@@ -127,8 +136,8 @@ def convert(
     window = attention_window if attention_window is not None else min(DEFAULT_WINDOW, max_pos)
     options = ConvertOptions(max_pos, window, position_init, dtype, revision, allow_pickle, verify)
     options.validate()
-    out = Path(out) if out is not None else default_output(base, max_pos)
-    check_output(out.expanduser().absolute(), force)  # fail before a long download
+    out = (Path(out) if out is not None else default_output(base, max_pos)).expanduser().absolute()
+    check_output(out, force)  # fail before a long download
 
     with steps.step(f"Resolving base {base}"):
         source = resolve_base(base, revision=revision, allow_pickle=allow_pickle)
@@ -165,9 +174,11 @@ def convert(
             if not parity["passed"]:
                 raise LongzooError(_parity_failure(parity))
         record = _manifest_record(source, hashes, adapter, base_config, layout, options, mlm, report, parity)
-        manifest = record_step(staging, "convert", record)
-    final = out.expanduser().absolute()
-    return ConversionResult(final, record["architecture"], report, parity, manifest)
+        record_step(staging, "convert", record)
+        # The card is part of the output; a missing licence is reported, not fatal here.
+        card = render_card(staging, strict=False, folder_name=out.name)
+        manifest = read_manifest(staging)
+    return ConversionResult(out, record["architecture"], report, parity, manifest, card.problems)
 
 
 def _read_config(folder: Path) -> dict:
@@ -330,13 +341,13 @@ def _manifest_record(source: BaseSource, hashes, adapter, base_config, layout, o
         "base": {
             "id": source.hub_id or source.name,
             "source": "hub" if source.hub_id else "local",
-            "path": None if source.hub_id else str(source.path),
             "revision": source.revision,
             "sha256": hashes,
             "model_type": adapter.model_type,
             "family": adapter.family,
             "architectures": base_config.get("architectures"),
             "max_positions": layout.base_length,
+            "card": read_base_card(source.path),
         },
         "architecture": "LongformerForMaskedLM" if mlm else "LongformerModel",
         "max_positions": options.max_pos,

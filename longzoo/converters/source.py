@@ -162,3 +162,28 @@ def sha256_files(files: list[Path]) -> dict[str, str]:
                 h.update(block)
         digests[file.name] = h.hexdigest()
     return digests
+
+
+def read_base_card(folder: Path) -> dict:
+    """License, language and datasets declared in the base model's own card, if any.
+
+    The converted model inherits the base's license; a card that cannot be read is
+    treated as silent rather than as an error, since the weights are what we convert.
+    """
+    from huggingface_hub import metadata_load
+
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return {}
+    try:
+        meta = metadata_load(readme) or {}
+    except Exception:  # noqa: BLE001 - malformed YAML in someone else's card
+        return {}
+    found = {}
+    for key in ("license", "language", "datasets"):
+        value = meta.get(key)
+        if isinstance(value, str):
+            value = [value] if key != "license" else value
+        if value:
+            found[key] = value
+    return found
