@@ -11,22 +11,19 @@ from longzoo.errors import LongzooError
 from longzoo.manifest import MANIFEST, read_manifest, record_step
 from longzoo.progress import Steps
 
-# Training leftovers and caches never belong in a published model.
+# Training leftovers and caches never belong in a published model.  Patterns are
+# fnmatch-style, as upload_folder applies them ("*" also crosses "/").
+_TRAINING_FILES = ("optimizer.pt", "scheduler.pt", "rng_state*.pth", "training_args.bin", "trainer_state.json")
 IGNORE = [
+    *_TRAINING_FILES,
+    *(f"*/{name}" for name in _TRAINING_FILES),
     "checkpoint-*",
-    "checkpoint-*/**",
-    "**/optimizer.pt",
-    "**/scheduler.pt",
-    "**/rng_state*.pth",
-    "**/training_args.bin",
-    "**/trainer_state.json",
-    "cache/**",
-    ".cache/**",
-    "runs/**",
-    "**/__pycache__/**",
+    "cache/*",
+    "runs/*",
+    "*__pycache__*",
     ".*",
-    ".*/**",
-    "*.partial/**",
+    "*/.*",
+    "*.partial/*",
 ]
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 _TRANSIENT = {429, 500, 502, 503, 504}

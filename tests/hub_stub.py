@@ -40,8 +40,8 @@ _ROUTES = [
     ("PUT", re.compile(r"^/lfs-upload/([0-9a-f]{64})$"), "lfs_put"),
     ("POST", re.compile(rf"^/api/models/{_REPO}/commit/(.+)$"), "commit"),
 ]
-_WRITES = {"create", "branch", "preupload", "lfs", "lfs_put", "commit"}
-LFS_THRESHOLD = 1024  # bytes; larger files take the LFS path, as weights do on the Hub
+_WRITES = {"create", "branch", "preupload", "lfs", "commit"}  # the LFS PUT goes to a presigned URL
+LFS_THRESHOLD = 10_000  # bytes; larger files (the weights) take the LFS path, as on the Hub
 
 
 @dataclass
