@@ -30,6 +30,13 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def _quiet_transformers() -> None:
+    """transformers' own bars ("Loading weights") would interleave with ours and with errors."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def _progress() -> Progress:
     return Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal
@@ -61,12 +68,10 @@ def convert(
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the parity check against the base.")] = False,
 ) -> None:
     """Convert a BERT / RoBERTa / XLM-R / CamemBERT checkpoint into a Longformer."""
-    from transformers.utils import logging as hf_logging
-
     from longzoo.converters import convert as run_convert
     from longzoo.progress import Steps
 
-    hf_logging.disable_progress_bar()  # our own progress shows the steps
+    _quiet_transformers()
 
     try:
         with _progress() as progress:
@@ -166,6 +171,121 @@ def push(
     if result.pr_url:
         out.print(f"pull request: {result.pr_url}")
     out.print(result.repo_url)
+
+
+@app.command()
+def pretrain(
+    model_dir: Annotated[Path, typer.Argument(help="A converted Longformer folder.")],
+    corpus: Annotated[list[str], typer.Option("--corpus", help="Text file, .jsonl, folder or Hub dataset; repeatable.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (checkpoints and cache live inside).")],
+    seq_len: Annotated[Optional[int], typer.Option("--seq-len", help="Tokens per sequence; default: the model's length.")] = None,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Optimizer steps.")] = 1000,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per device per micro-batch.")] = 1,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")] = 8,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (linear schedule).")] = 3e-5,
+    warmup: Annotated[Optional[int], typer.Option("--warmup", help="Warmup steps; default min(500, steps/10).")] = None,
+    wwm: Annotated[str, typer.Option("--wwm", help="auto, jieba or none.")] = "auto",
+    mlm_prob: Annotated[float, typer.Option("--mlm-prob", help="Share of tokens to predict.")] = 0.15,
+    eval_corpus: Annotated[
+        Optional[list[str]], typer.Option("--eval-corpus", help="Held-out text, evaluated before and after.")
+    ] = None,
+    bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 mixed precision.")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="float16 mixed precision.")] = False,
+    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest complete checkpoint.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty output folder.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for data order and masks.")] = 42,
+    global_attention: Annotated[str, typer.Option("--global-attention", help="none or cls.")] = "none",
+    save_steps: Annotated[Optional[int], typer.Option("--save-steps", help="Checkpoint every N steps.")] = None,
+    logging_steps: Annotated[Optional[int], typer.Option("--logging-steps", help="Log every N steps.")] = None,
+) -> None:
+    """Continue MLM pretraining on long documents (Trainer; works under torchrun / accelerate)."""
+    from longzoo.progress import Steps
+    from longzoo.train.pretrain import PretrainOptions
+    from longzoo.train.pretrain import pretrain as run_pretrain
+
+    _quiet_transformers()
+
+    options = PretrainOptions(
+        seq_len=seq_len, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup=warmup,
+        wwm=wwm, mlm_prob=mlm_prob, bf16=bf16, fp16=fp16, gradient_checkpointing=gradient_checkpointing, seed=seed,
+        global_attention=global_attention, save_steps=save_steps, logging_steps=logging_steps,
+    )
+    try:
+        result = run_pretrain(
+            model_dir, corpus, out_dir, eval_corpora=eval_corpus, resume=resume, force=force, options=options,
+            steps=Steps(None, log=out),
+        )
+    except LongzooError as exc:
+        _fail(str(exc))
+    if result.manifest:
+        out.print(f"trained {result.steps} steps, final train loss {result.train_loss:.4f}")
+        if result.eval_before and result.eval_after:
+            before, after = result.eval_before, result.eval_after
+            out.print(f"eval bits/token {before['bpc']:.4f} -> {after['bpc']:.4f}, MLM accuracy "
+                      f"{before['mlm_accuracy']:.4f} -> {after['mlm_accuracy']:.4f}")
+        out.print(f"wrote {result.out}")
+
+
+@app.command("eval")
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="Any MLM folder: a short base, a conversion, a pretrained model.")],
+    corpus: Annotated[list[str], typer.Option("--corpus", help="Held-out text; repeatable.")],
+    seq_len: Annotated[Optional[int], typer.Option("--seq-len", help="Window; default: the model's length.")] = None,
+    wwm: Annotated[str, typer.Option("--wwm", help="auto, jieba or none (masks are fixed by a seed).")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Masked-LM loss, bits per token and per character, and accuracy on held-out text."""
+    import json
+
+    from longzoo.train.evaluate import evaluate as run_evaluate
+
+    _quiet_transformers()
+
+    try:
+        metrics = run_evaluate(model_dir, corpus, seq_len=seq_len, wwm=wwm)
+    except LongzooError as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps(metrics, ensure_ascii=False))
+        return
+    out.print(
+        f"loss {metrics['loss']:.4f}  bits/token {metrics['bpc']:.4f}  bits/char {metrics['bits_per_char']:.4f}  "
+        f"MLM accuracy {metrics['mlm_accuracy']:.4f}  ({metrics['predicted']:,} predicted of {metrics['tokens']:,} tokens, "
+        f"{metrics['characters']:,} characters, window {metrics['window']}, masking {metrics['wwm']})",
+        highlight=False,
+    )
+
+
+@app.command()
+def mask(
+    model_dir: Annotated[Path, typer.Argument(help="Folder whose tokenizer to use.")],
+    text: Annotated[str, typer.Option("--text", help="Text to mask.")],
+    wwm: Annotated[str, typer.Option("--wwm", help="auto, jieba or none.")] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the draw.")] = 0,
+    mlm_prob: Annotated[float, typer.Option("--mlm-prob", help="Share of tokens to select.")] = 0.15,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"tokens": [...], "masked": [0/1, ...]}.')] = False,
+) -> None:
+    """Show which tokens the masking selects for prediction."""
+    import json
+
+    from longzoo.train.masking import show_mask
+
+    try:
+        tokens, selected, mode = show_mask(model_dir, text, wwm=wwm, seed=seed, mlm_prob=mlm_prob)
+    except LongzooError as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps({"tokens": tokens, "masked": [int(s) for s in selected]}, ensure_ascii=False))
+        return
+    from rich.text import Text
+
+    shown = Text()
+    for token, chosen in zip(tokens, selected):
+        shown.append(token, style="bold reverse" if chosen else "")
+        shown.append(" ")
+    out.print(shown)
+    out.print(f"{sum(selected)} of {len(tokens)} tokens selected (segmenter: {mode})")
 
 
 def _print_summary(result) -> None:

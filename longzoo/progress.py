@@ -24,6 +24,11 @@ class Steps:
         self.progress = progress
         self.log = log
 
+    def note(self, message: str) -> None:
+        """One line for the user (nothing when silent)."""
+        if self.log is not None:
+            self.log.print(message, highlight=False)
+
     @contextmanager
     def step(self, description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
         """Context for one step; yields ``advance(n=1)`` for steps with a ``total``."""

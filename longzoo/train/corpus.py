@@ -1,0 +1,123 @@
+"""Reading pretraining corpora: text files, JSON Lines, folders of those, Hub datasets.
+
+A plain text file holds documents separated by blank lines; a ``.jsonl`` file holds one
+JSON object per line with a ``text`` field.  A folder is read recursively (``*.txt``,
+``*.jsonl``, in name order).  A name that is not a path is taken as a Hub dataset and
+streamed with ``datasets`` (``text`` column, ``train`` split).  Every problem a user can
+cause — missing or empty paths, binary files, invalid UTF-8 — is a one-line
+:class:`LongzooError` naming the file (and the byte offset for bad UTF-8).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from longzoo.errors import LongzooError
+
+TEXT_SUFFIXES = (".txt", ".text", ".md")
+JSONL_SUFFIXES = (".jsonl", ".json")
+_BLANK_LINES = re.compile(r"\n\s*\n")
+
+
+@dataclass(frozen=True)
+class Document:
+    text: str
+    source: str  # corpus name (file, folder or Hub dataset) it came from
+
+
+def corpus_name(spec: str) -> str:
+    return Path(spec).name if Path(spec).exists() else spec
+
+
+def read_corpus(spec: str, *, stream_char_budget: int | None = None) -> list[Document]:
+    """All documents of one ``--corpus`` argument; raises when none has any text.
+
+    Local files are read whole.  A streamed Hub dataset stops once its documents hold
+    ``stream_char_budget`` characters: enough for the run, not the whole dataset.
+    """
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES + JSONL_SUFFIXES)
+        if not files:
+            raise LongzooError(f"{spec}: folder holds no .txt or .jsonl files")
+        texts = (text for file in files for text in _read_file(file))
+    elif path.is_file():
+        texts = _read_file(path)
+    elif _looks_like_path(spec):
+        raise LongzooError(f"{spec}: no such file or folder")
+    else:
+        texts = _hub_dataset(spec)
+    budget = stream_char_budget if not path.exists() else None
+    documents = []
+    chars = 0
+    for text in texts:
+        cleaned = _clean(text)
+        if cleaned:
+            documents.append(Document(cleaned, corpus_name(spec)))
+            chars += len(cleaned)
+            if budget and chars >= budget:
+                break
+    if not documents:
+        raise LongzooError(f"{spec}: no text left after cleaning (empty corpus)")
+    return documents
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or bool(Path(spec).suffix)
+
+
+def _clean(text: str) -> str:
+    # Normalise line ends and strip control characters that tokenizers would keep.
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\ufeff", "")
+    text = "".join(ch for ch in text if ch in "\n\t" or ch.isprintable() or ch == " ")
+    return "\n".join(line.strip() for line in text.strip().split("\n"))
+
+
+def _decode(path: Path) -> str:
+    data = path.read_bytes()
+    if b"\x00" in data[:8192]:
+        raise LongzooError(f"{path}: binary file, not text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LongzooError(f"{path}: invalid UTF-8 at byte offset {exc.start}") from None
+
+
+def _read_file(path: Path) -> Iterator[str]:
+    text = _decode(path)
+    if path.suffix.lower() in JSONL_SUFFIXES:
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise LongzooError(f"{path}:{number}: not a JSON line ({exc.msg})") from None
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                raise LongzooError(f"{path}:{number}: JSON line has no string 'text' field")
+            yield record["text"]
+    else:
+        yield from _BLANK_LINES.split(text)
+
+
+def _hub_dataset(name: str) -> Iterator[str]:
+    try:
+        from datasets import load_dataset
+    except ImportError:
+        raise LongzooError(
+            f"{name}: not a local path; reading Hub datasets needs `pip install datasets`"
+        ) from None
+    try:
+        stream = load_dataset(name, split="train", streaming=True)
+        for record in stream:
+            text = record.get("text")
+            if isinstance(text, str):
+                yield text
+    except LongzooError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - datasets raises many kinds for a bad name or no network
+        raise LongzooError(f"{name}: cannot stream this Hub dataset ({str(exc).splitlines()[0]})") from None

@@ -1,0 +1,200 @@
+"""Tokenizing documents once, packing them into fixed-length blocks, masking on the fly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from longzoo.train.corpus import Document
+from longzoo.train.masking import apply_mask, random_pool, select_words, word_ids_for
+
+CACHE_FORMAT = 1
+
+
+@dataclass
+class TokenizedDoc:
+    ids: np.ndarray  # token ids, no special tokens
+    words: np.ndarray  # word id per token (unique within the document), -1 for none
+    chars: np.ndarray  # characters each token covers (for bits per character)
+
+
+def tokenize_documents(documents: list[Document], tokenizer, mode: str, batch: int = 64) -> list[TokenizedDoc]:
+    """Tokenize every document once, with word ids from the chosen segmenter."""
+    from transformers.utils import logging as hf_logging
+
+    out = []
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # long documents exceed model_max_length on purpose
+    try:
+        for start in range(0, len(documents), batch):
+            texts = [d.text for d in documents[start : start + batch]]
+            encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+            for text, encoding in zip(texts, encoded.encodings):
+                offsets = np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+                out.append(
+                    TokenizedDoc(
+                        ids=np.array(encoding.ids, dtype=np.int64),
+                        words=word_ids_for(mode, text, encoding),
+                        chars=(offsets[:, 1] - offsets[:, 0]).clip(min=0),
+                    )
+                )
+    finally:
+        hf_logging.set_verbosity(level)
+    return out
+
+
+@dataclass
+class Blocks:
+    """Packed training blocks, all ``seq_len`` long."""
+
+    input_ids: np.ndarray  # (n, seq_len)
+    word_ids: np.ndarray  # (n, seq_len), -1 for special and padding tokens
+    attention_mask: np.ndarray  # (n, seq_len)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def pack(docs: list[TokenizedDoc], seq_len: int, cls_id: int, sep_id: int, pad_id: int) -> Blocks:
+    """Pack documents into ``[CLS] doc [SEP] doc [SEP] ... [PAD]`` blocks.
+
+    Whole documents are preferred: a document that fits the rest of the current block
+    joins it, one that fits a fresh block starts one (the current block is padded), and
+    only documents longer than a block are cut, into full blocks plus a remainder that
+    is packed like a short document.  No token is dropped.
+    """
+    room = seq_len - 1  # after [CLS]; each document also spends one [SEP]
+    blocks: list[list[tuple[np.ndarray, np.ndarray]]] = []
+    current: list[tuple[np.ndarray, np.ndarray]] = []
+    used = 0
+    word_base = 0
+
+    def flush():
+        nonlocal current, used
+        if current:
+            blocks.append(current)
+        current, used = [], 0
+
+    for doc in docs:
+        words = np.where(doc.words >= 0, doc.words + word_base, -1)
+        word_base += int(doc.words.max(initial=-1)) + 1
+        ids = doc.ids
+        while len(ids) + 1 > room:  # longer than a whole block: cut full blocks off
+            flush()
+            take = room - 1
+            blocks.append([(ids[:take], words[:take])])
+            ids, words = ids[take:], words[take:]
+        if not len(ids):
+            continue
+        if used + len(ids) + 1 > room:
+            flush()
+        current.append((ids, words))
+        used += len(ids) + 1
+    flush()
+
+    n = len(blocks)
+    input_ids = np.full((n, seq_len), pad_id, dtype=np.int64)
+    word_ids = np.full((n, seq_len), -1, dtype=np.int64)
+    attention = np.zeros((n, seq_len), dtype=np.int64)
+    for b, parts in enumerate(blocks):
+        pos = 1
+        input_ids[b, 0] = cls_id
+        for ids, words in parts:
+            input_ids[b, pos : pos + len(ids)] = ids
+            word_ids[b, pos : pos + len(ids)] = words
+            pos += len(ids)
+            input_ids[b, pos] = sep_id
+            pos += 1
+        attention[b, :pos] = 1
+    return Blocks(input_ids, word_ids, attention)
+
+
+def corpus_fingerprint(specs: list[str], tokenizer_dir: Path, seq_len: int, mode: str) -> str:
+    """Identifies a packed corpus: inputs (paths, sizes, times), tokenizer, length, masking."""
+    h = hashlib.sha256(json.dumps([CACHE_FORMAT, seq_len, mode]).encode())
+    for spec in specs:
+        path = Path(spec).expanduser()
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            stat = file.stat() if file.exists() else None
+            h.update(f"{file.resolve() if stat else spec}|{stat.st_size if stat else ''}|{stat.st_mtime_ns if stat else ''}".encode())
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        file = tokenizer_dir / name
+        if file.is_file():
+            h.update(file.read_bytes())
+    return h.hexdigest()[:20]
+
+
+def save_blocks(blocks: Blocks, stats: dict, path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    from longzoo.outputs import write_text_atomic
+
+    tmp = path.with_suffix(".partial")
+    save_file(
+        {"input_ids": blocks.input_ids.astype(np.int32), "word_ids": blocks.word_ids.astype(np.int32), "attention_mask": blocks.attention_mask.astype(np.int8)},
+        str(tmp),
+    )
+    write_text_atomic(path.with_suffix(".json"), json.dumps(stats, ensure_ascii=False))
+    tmp.replace(path)  # the blocks file appears last: its presence means the cache is whole
+
+
+def load_blocks(path: Path) -> tuple[Blocks, dict] | None:
+    from safetensors.numpy import load_file
+
+    if not path.is_file() or not path.with_suffix(".json").is_file():
+        return None
+    try:
+        arrays = load_file(str(path))
+        stats = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
+        return None
+    return Blocks(arrays["input_ids"].astype(np.int64), arrays["word_ids"].astype(np.int64), arrays["attention_mask"].astype(np.int64)), stats
+
+
+class MaskedBlocks:
+    """A map-style dataset that masks each block anew every epoch, reproducibly.
+
+    The mask of block ``i`` in epoch ``e`` comes from a generator seeded with
+    ``(seed, e, i)``: the same on every run and on every rank, different each epoch.
+    Set :attr:`epoch` at the start of each epoch (see ``EpochCallback``).
+    """
+
+    def __init__(self, blocks: Blocks, tokenizer, *, mlm_prob: float, seed: int, global_cls: bool = False):
+        self.blocks = blocks
+        self.mlm_prob = mlm_prob
+        self.seed = seed
+        self.global_cls = global_cls
+        self.mask_token_id = tokenizer.mask_token_id
+        self.pool = random_pool(tokenizer)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def __getitem__(self, i: int) -> dict:
+        import torch
+
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        ids, words = self.blocks.input_ids[i], self.blocks.word_ids[i]
+        selected = select_words(words, rng, self.mlm_prob)
+        inputs, labels = apply_mask(ids, words, selected, rng, self.mask_token_id, self.pool)
+        item = {
+            "input_ids": torch.from_numpy(inputs),
+            "attention_mask": torch.from_numpy(self.blocks.attention_mask[i].copy()),
+            "labels": torch.from_numpy(labels),
+        }
+        if self.global_cls:
+            glob = torch.zeros(len(ids), dtype=torch.long)
+            glob[0] = 1
+            item["global_attention_mask"] = glob
+        return item
+
+
+def steps_per_epoch(n_blocks: int, batch_size: int, grad_accum: int, world_size: int) -> int:
+    return max(1, math.ceil(n_blocks / (batch_size * world_size)) // grad_accum)

@@ -1,0 +1,171 @@
+"""Masked-LM evaluation that compares short, converted and pretrained models fairly.
+
+Masks are drawn per *document* from a fixed seed, before any window is cut, so every
+model predicts exactly the same tokens of the same text.  A model then reads each
+document through windows of its own length: a Longformer through ``seq_len``-token
+windows, a short base model through its native 512 (say).  Windows overlap by half and
+each masked token is scored once, in the window where it has the most left context, so
+a short model is not penalised for cut-off context more than it must be.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from longzoo.errors import LongzooError
+from longzoo.train.corpus import read_corpus
+from longzoo.train.data import TokenizedDoc, tokenize_documents
+from longzoo.train.masking import IGNORE_INDEX, apply_mask, random_pool, resolve_mode, select_words
+
+EVAL_SEED = 20_040_515  # fixed, so that runs compare
+
+
+def load_mlm(model_dir: str | Path):
+    """Model and tokenizer of a folder with a masked-LM head (Longformer or a short base)."""
+    from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    folder = Path(model_dir)
+    if not (folder / "config.json").is_file():
+        raise LongzooError(f"{model_dir}: no config.json; not a model folder")
+    config = AutoConfig.from_pretrained(folder)
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(folder, output_loading_info=True)
+    except ValueError as exc:
+        raise LongzooError(f"{model_dir}: {config.model_type} has no masked-LM form ({exc})") from None
+    finally:
+        hf_logging.set_verbosity(level)
+    head_missing = [k for k in info["missing_keys"] if "lm_head" in k or "cls.predictions" in k]
+    if head_missing:
+        raise LongzooError(f"{model_dir}: the model has no MLM head to evaluate (encoder-only)")
+    return model.eval(), AutoTokenizer.from_pretrained(folder)
+
+
+def native_length(config) -> int:
+    """Content length of one input for this model: Longformer or short base alike."""
+    offset = config.pad_token_id + 1 if config.model_type in ("longformer", "roberta", "xlm-roberta", "camembert") else 0
+    return config.max_position_embeddings - offset
+
+
+def evaluate(
+    model_dir: str | Path,
+    corpora: list[str],
+    *,
+    seq_len: int | None = None,
+    wwm: str = "auto",
+    mlm_prob: float = 0.15,
+    seed: int = EVAL_SEED,
+    batch_size: int = 2,
+    model=None,
+    tokenizer=None,
+) -> dict:
+    """MLM loss, bits per token and per character, and accuracy on ``corpora``.
+
+    Returns ``{"loss", "bpc", "bits_per_char", "mlm_accuracy", "tokens", "characters",
+    "predicted", "documents", "window", "wwm"}``; ``bpc`` is ``loss / ln 2`` (bits per
+    predicted token, the Longformer paper's "BPC").
+    """
+    if model is None:
+        model, tokenizer = load_mlm(model_dir)
+    limit = native_length(model.config)
+    window = min(seq_len or limit, limit)
+    if seq_len and seq_len > limit:
+        raise LongzooError(f"--seq-len {seq_len} is above the model's {limit} positions")
+    documents = [doc for spec in corpora for doc in read_corpus(spec)]
+    mode = resolve_mode(wwm, tokenizer, documents[0].text)
+    docs = tokenize_documents(documents, tokenizer, mode)
+    windows = list(_scored_windows(docs, tokenizer, window - 2, mlm_prob, seed))
+    nats, correct, predicted, chars = _score(model, tokenizer, windows, batch_size)
+    if predicted == 0:
+        raise LongzooError("the evaluation corpus is too short: no token was masked")
+    loss = nats / predicted
+    return {
+        "loss": loss,
+        "bpc": loss / math.log(2),
+        "bits_per_char": nats / math.log(2) / max(chars, 1),
+        "mlm_accuracy": correct / predicted,
+        "tokens": int(sum(len(d.ids) for d in docs)),
+        "characters": int(sum(len(d.text) for d in documents)),
+        "predicted": int(predicted),
+        "documents": len(documents),
+        "window": window,
+        "wwm": mode,
+    }
+
+
+def document_masks(docs: list[TokenizedDoc], tokenizer, mlm_prob: float, seed: int):
+    """The fixed masked inputs and labels of every document."""
+    pool = random_pool(tokenizer)
+    for index, doc in enumerate(docs):
+        rng = np.random.default_rng([seed, index])
+        selected = select_words(doc.words, rng, mlm_prob)
+        yield apply_mask(doc.ids, doc.words, selected, rng, tokenizer.mask_token_id, pool)
+
+
+def _scored_windows(docs, tokenizer, content: int, mlm_prob: float, seed: int):
+    """``(input_ids, labels, chars)`` per window; labels only where the token is scored."""
+    stride = max(1, content // 2)
+    for doc, (inputs, labels) in zip(docs, document_masks(docs, tokenizer, mlm_prob, seed)):
+        n = len(inputs)
+        start = 0
+        while True:
+            end = min(start + content, n)
+            first_scored = 0 if start == 0 else start + content - stride
+            scored = np.full(end - start, IGNORE_INDEX)
+            part = labels[start:end]
+            keep = np.arange(start, end) >= first_scored
+            scored[keep] = part[keep]
+            chars = np.where(scored != IGNORE_INDEX, doc.chars[start:end], 0)
+            yield (
+                np.concatenate([[tokenizer.cls_token_id], inputs[start:end], [tokenizer.sep_token_id]]),
+                np.concatenate([[IGNORE_INDEX], scored, [IGNORE_INDEX]]),
+                int(chars.sum()),
+            )
+            if end >= n:
+                break
+            start += stride
+
+
+def _score(model, tokenizer, windows, batch_size: int):
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    nats = 0.0
+    correct = predicted = chars = 0
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # Longformer warns about padding to its window
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(windows), batch_size):
+                group = windows[start : start + batch_size]
+                width = max(len(ids) for ids, _, _ in group)
+                ids = torch.full((len(group), width), tokenizer.pad_token_id, dtype=torch.long)
+                labels = torch.full((len(group), width), IGNORE_INDEX, dtype=torch.long)
+                mask = torch.zeros((len(group), width), dtype=torch.long)
+                for row, (window_ids, window_labels, window_chars) in enumerate(group):
+                    ids[row, : len(window_ids)] = torch.from_numpy(window_ids)
+                    labels[row, : len(window_labels)] = torch.from_numpy(window_labels)
+                    mask[row, : len(window_ids)] = 1
+                    chars += window_chars
+                if not (labels != IGNORE_INDEX).any():
+                    continue
+                logits = model(input_ids=ids, attention_mask=mask).logits.float()
+                where = labels != IGNORE_INDEX
+                picked = torch.log_softmax(logits[where], dim=-1)
+                target = labels[where]
+                nats -= float(picked.gather(1, target[:, None]).sum())
+                correct += int((picked.argmax(-1) == target).sum())
+                predicted += int(where.sum())
+    finally:
+        hf_logging.set_verbosity(level)
+    return nats, correct, predicted, chars
+
+
+def format_metrics(metrics: dict) -> str:
+    return json.dumps(metrics, ensure_ascii=False)

@@ -1,0 +1,396 @@
+"""Continued MLM pretraining of a converted Longformer on long documents.
+
+Built on transformers' ``Trainer``, so ``torchrun`` and ``accelerate launch`` run it on
+many GPUs or nodes unchanged (DDP, or FSDP / DeepSpeed through their config files).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from longzoo.errors import LongzooError
+from longzoo.manifest import MANIFEST, read_manifest, write_manifest
+from longzoo.outputs import write_text_atomic
+from longzoo.progress import Steps
+from longzoo.train.corpus import corpus_name, read_corpus
+from longzoo.train.data import MaskedBlocks, corpus_fingerprint, load_blocks, pack, save_blocks, tokenize_documents
+from longzoo.train.masking import resolve_mode
+
+CHECKPOINTS = "checkpoints"
+CACHE = "cache"
+LOSS_PLOT = "loss.png"
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                    "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model")
+
+
+@dataclass(frozen=True)
+class PretrainOptions:
+    """Everything that shapes a run; stored in the manifest as given."""
+
+    seq_len: int | None = None
+    max_steps: int = 1000
+    batch_size: int = 1
+    grad_accum: int = 8
+    lr: float = 3e-5
+    warmup: int | None = None
+    wwm: str = "auto"
+    mlm_prob: float = 0.15
+    bf16: bool = False
+    fp16: bool = False
+    gradient_checkpointing: bool = False
+    seed: int = 42
+    global_attention: str = "none"
+    weight_decay: float = 0.01
+    adam_epsilon: float = 1e-6
+    max_grad_norm: float = 5.0
+    save_steps: int | None = None
+    logging_steps: int | None = None
+    eval_steps: int | None = None
+
+    def validate(self) -> None:
+        for name in ("max_steps", "batch_size", "grad_accum"):
+            if getattr(self, name) <= 0:
+                raise LongzooError(f"--{name.replace('_', '-')} must be positive")
+        if not 0 < self.mlm_prob < 1:
+            raise LongzooError("--mlm-prob must be between 0 and 1")
+        if self.lr <= 0:
+            raise LongzooError("--lr must be positive")
+        if self.bf16 and self.fp16:
+            raise LongzooError("choose one of --bf16 and --fp16")
+        if self.global_attention not in ("none", "cls"):
+            raise LongzooError("--global-attention must be none or cls")
+
+
+@dataclass
+class PretrainResult:
+    out: Path
+    steps: int
+    train_loss: float | None
+    eval_before: dict | None
+    eval_after: dict | None
+    manifest: dict = field(default_factory=dict)
+
+
+def pretrain(
+    model_dir: str | Path,
+    corpora: list[str],
+    out: str | Path,
+    *,
+    eval_corpora: list[str] | None = None,
+    resume: bool = False,
+    force: bool = False,
+    options: PretrainOptions | None = None,
+    callbacks: list | None = None,
+    steps: Steps | None = None,
+) -> PretrainResult:
+    """Continue MLM pretraining of the Longformer in ``model_dir`` on ``corpora``.
+
+    ``out`` receives a stock-loadable checkpoint (model, tokenizer, ``longzoo.json``,
+    card, ``loss.png``) when training ends; while it runs, ``out/checkpoints`` holds
+    Trainer checkpoints (``resume=True`` continues from the newest complete one, with the
+    same step count and data order) and ``out/cache`` the tokenized, packed corpus.
+    """
+    options = options or PretrainOptions()
+    options.validate()
+    steps = steps or Steps()
+    model_dir, out = Path(model_dir), Path(out).expanduser().absolute()
+    config = _longformer_config(model_dir)
+    max_positions = config.max_position_embeddings - config.pad_token_id - 1
+    seq_len = options.seq_len or max_positions
+    if seq_len > max_positions:
+        raise LongzooError(f"--seq-len {seq_len} is above the model's {max_positions} positions")
+    if seq_len < 8:
+        raise LongzooError("--seq-len must be at least 8")
+    if not corpora:
+        raise LongzooError("give at least one --corpus")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    budget = options.max_steps * options.batch_size * options.grad_accum * world * seq_len * 8  # chars
+    train_docs = [doc for spec in corpora for doc in read_corpus(spec, stream_char_budget=budget)]
+    eval_docs = [doc for spec in eval_corpora or [] for doc in read_corpus(spec, stream_char_budget=budget)]
+    _prepare_output(out, resume, force)
+
+    import torch
+    from transformers import AutoTokenizer, Trainer, TrainingArguments
+
+    cpu_distributed = world > 1 and not torch.cuda.is_available()
+    args = TrainingArguments(
+        output_dir=str(out / CHECKPOINTS),
+        max_steps=options.max_steps,
+        per_device_train_batch_size=options.batch_size,
+        per_device_eval_batch_size=options.batch_size,
+        gradient_accumulation_steps=options.grad_accum,
+        learning_rate=options.lr,
+        warmup_steps=options.warmup if options.warmup is not None else min(500, options.max_steps // 10),
+        weight_decay=options.weight_decay,
+        adam_epsilon=options.adam_epsilon,
+        max_grad_norm=options.max_grad_norm,
+        lr_scheduler_type="linear",
+        logging_steps=options.logging_steps or max(1, options.max_steps // 50),
+        save_steps=options.save_steps or max(1, options.max_steps // 10),
+        save_total_limit=2,
+        eval_strategy="steps" if eval_corpora else "no",
+        eval_steps=(options.eval_steps or max(1, options.max_steps // 5)) if eval_corpora else None,
+        seed=options.seed,
+        data_seed=options.seed,
+        bf16=options.bf16,
+        fp16=options.fp16,
+        gradient_checkpointing=options.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if options.gradient_checkpointing else None,
+        # Unused global projections are frozen below, so DDP never meets unused parameters.
+        ddp_find_unused_parameters=False,
+        # transformers treats a torchrun launch without CUDA as distributed only with
+        # use_cpu (accelerate's MULTI_CPU) and the gloo backend.
+        use_cpu=cpu_distributed,
+        ddp_backend="gloo" if cpu_distributed else None,
+        report_to=[],
+        dataloader_num_workers=0,  # masks follow the dataset's epoch, set in this process
+        disable_tqdm=True,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model, new_head = _load_mlm(model_dir)
+    frozen = _freeze_unused_global_projections(model, options.global_attention)
+
+    with args.main_process_first(desc="tokenizing"), steps.step("Tokenizing and packing the corpus"):
+        train_blocks, train_stats, mode = _packed(corpora, train_docs, tokenizer, model_dir, seq_len, options, out, args)
+        eval_blocks = _packed(eval_corpora, eval_docs, tokenizer, model_dir, seq_len, options, out, args)[0] if eval_docs else None
+    train_set = MaskedBlocks(train_blocks, tokenizer, mlm_prob=options.mlm_prob, seed=options.seed,
+                             global_cls=options.global_attention == "cls")
+    eval_set = (MaskedBlocks(eval_blocks, tokenizer, mlm_prob=options.mlm_prob, seed=options.seed + 1,
+                             global_cls=options.global_attention == "cls") if eval_blocks is not None else None)
+
+    from longzoo.train.callbacks import EpochCallback, StepsCallback
+
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        callbacks=[EpochCallback(train_set), StepsCallback(steps), *(callbacks or [])],
+    )
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # StepsCallback prints the log lines instead
+    main = trainer.is_world_process_zero()
+    eval_before = None
+    before_file = out / CACHE / "eval_before.json"
+    if eval_corpora and main:
+        if resume and before_file.is_file():
+            eval_before = json.loads(before_file.read_text(encoding="utf-8"))
+        else:
+            with steps.step("Evaluating before training"):
+                eval_before = _evaluate(model, tokenizer, eval_corpora, seq_len, options)
+            before_file.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(before_file, json.dumps(eval_before))
+
+    from longzoo.train.checkpoints import latest_complete_checkpoint
+
+    checkpoint = latest_complete_checkpoint(out / CHECKPOINTS) if resume else None
+    if resume and checkpoint is None:
+        steps.note("no complete checkpoint to resume from; starting at step 0")
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    seconds = time.perf_counter() - started
+    if not main:
+        return PretrainResult(out, trainer.state.global_step, output.training_loss, None, None)
+
+    model = trainer.model
+    if options.global_attention == "none":
+        _copy_global_projections(model)
+    model.eval()
+    eval_after = None
+    if eval_corpora:
+        with steps.step("Evaluating after training"):
+            eval_after = _evaluate(model, tokenizer, eval_corpora, seq_len, options)
+
+    record = {
+        "model": str(model_dir),
+        "corpora": train_stats,
+        "eval_corpora": [corpus_name(c) for c in eval_corpora or []],
+        "steps": trainer.state.global_step,
+        "seq_len": seq_len,
+        "wwm": {"jieba": "whole words (jieba)", "tokenizer": "whole words (tokenizer words)", "none": "tokens"}[mode],
+        "new_lm_head": new_head,
+        "global_attention": options.global_attention,
+        "global_projections": "trained" if options.global_attention == "cls" else "copied again from q/k/v after training",
+        "frozen": frozen,
+        "hyperparameters": _hyperparameters(options, args, seq_len),
+        "options": asdict(options),
+        "world_size": args.world_size,
+        "resumed_from": int(checkpoint.name.split("-")[1]) if checkpoint else None,
+        "train_loss": output.training_loss,
+        "seconds": round(seconds, 1),
+        "loss_curve": _loss_curve(trainer.state.log_history),
+        "loss_plot": LOSS_PLOT,
+        "eval": {"corpus": ", ".join(corpus_name(c) for c in eval_corpora), "before": eval_before, "after": eval_after}
+        if eval_corpora else None,
+    }
+    with steps.step("Saving the pretrained model"):
+        manifest = _publish(model, model_dir, out, record)
+    return PretrainResult(out, trainer.state.global_step, output.training_loss, eval_before, eval_after, manifest)
+
+
+def _longformer_config(model_dir: Path):
+    from transformers import AutoConfig
+
+    if not (model_dir / "config.json").is_file():
+        raise LongzooError(f"{model_dir}: no config.json; not a model folder")
+    config = AutoConfig.from_pretrained(model_dir)
+    if config.model_type != "longformer":
+        raise LongzooError(f"{model_dir}: a {config.model_type} model, not a Longformer; run `longzoo convert` first")
+    return config
+
+
+def _prepare_output(out: Path, resume: bool, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise LongzooError(f"{out}: exists and is not a folder")
+    if resume:
+        if not (out / CHECKPOINTS).is_dir():
+            raise LongzooError(f"{out}: nothing to resume (no {CHECKPOINTS}/ folder)")
+    elif out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise LongzooError(f"{out}: folder exists and is not empty; pass --resume to continue or --force to restart")
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise LongzooError(f"{out}: cannot write here ({exc.strerror or exc})") from None
+
+
+def _load_mlm(model_dir: Path):
+    """The Longformer with an MLM head; encoder-only models get a new head tied to the embeddings."""
+    from transformers import LongformerForMaskedLM
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the new head of an encoder-only model is reported below
+    try:
+        model, info = LongformerForMaskedLM.from_pretrained(model_dir, output_loading_info=True, tie_word_embeddings=True)
+    finally:
+        hf_logging.set_verbosity(level)
+    missing = set(info["missing_keys"])
+    new_head = any(k.startswith("lm_head.") for k in missing)
+    backbone_missing = [k for k in missing if not k.startswith("lm_head.")]
+    if backbone_missing:
+        raise LongzooError(f"{model_dir}: weights missing for {backbone_missing[:3]}; not a complete Longformer")
+    model.tie_weights()
+    return model, new_head
+
+
+def _freeze_unused_global_projections(model, global_attention: str) -> list[str]:
+    # Without global attention the *_global projections get no gradient; frozen, they
+    # cannot trip DDP's unused-parameter check (with or without gradient checkpointing).
+    if global_attention != "none":
+        return []
+    frozen = []
+    for name, param in model.named_parameters():
+        if "_global." in name:
+            param.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
+def _copy_global_projections(model) -> None:
+    """The reference recipe: after MLM without global attention, global = local again."""
+    import torch
+
+    with torch.no_grad():
+        for layer in model.longformer.encoder.layer:
+            attn = layer.attention.self
+            for name in ("query", "key", "value"):
+                getattr(attn, f"{name}_global").weight.copy_(getattr(attn, name).weight)
+                getattr(attn, f"{name}_global").bias.copy_(getattr(attn, name).bias)
+
+
+def _packed(specs, documents, tokenizer, model_dir, seq_len, options, out, args):
+    """Blocks for the ``documents`` of ``specs``, from the cache next to the output when present."""
+    mode = resolve_mode(options.wwm, tokenizer, documents[0].text)
+    cache = out / CACHE / f"{corpus_fingerprint(specs, model_dir, seq_len, mode)}.safetensors"
+    cached = load_blocks(cache)
+    if cached is not None:
+        return cached[0], cached[1]["corpora"], mode
+    docs = tokenize_documents(documents, tokenizer, mode)
+    blocks = pack(docs, seq_len, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
+    stats = []
+    for spec in specs:
+        name = corpus_name(spec)
+        mine = [(d, t) for d, t in zip(documents, docs) if d.source == name]
+        stats.append({
+            "name": name,
+            "hub_dataset": None if Path(spec).expanduser().exists() else spec,
+            "documents": len(mine),
+            "tokens": int(sum(len(t.ids) for _, t in mine)),
+            "characters": int(sum(len(d.text) for d, _ in mine)),
+        })
+    if args.process_index == 0:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        save_blocks(blocks, {"corpora": stats, "blocks": len(blocks)}, cache)
+    return blocks, stats, mode
+
+
+def _evaluate(model, tokenizer, eval_corpora, seq_len, options) -> dict:
+    from longzoo.train.evaluate import evaluate
+
+    was_training = model.training
+    model.eval()
+    try:
+        return evaluate(None, eval_corpora, seq_len=seq_len, wwm=options.wwm, mlm_prob=options.mlm_prob,
+                        model=model, tokenizer=tokenizer)
+    finally:
+        model.train(was_training)
+
+
+def _hyperparameters(options: PretrainOptions, args, seq_len: int) -> dict:
+    tokens_per_step = options.batch_size * options.grad_accum * args.world_size * seq_len
+    return {
+        "learning rate": f"{options.lr:g}",
+        "schedule": f"linear, {args.warmup_steps} warmup steps",
+        "batch": f"{options.batch_size} x {options.grad_accum} accumulation x {args.world_size} processes",
+        "tokens per step": f"{tokens_per_step:,}",
+        "weight decay / Adam eps / grad-norm clip": f"{options.weight_decay:g} / {options.adam_epsilon:g} / {options.max_grad_norm:g}",
+        "precision": "bf16" if options.bf16 else "fp16" if options.fp16 else "fp32",
+        "masking probability": f"{options.mlm_prob:g}",
+        "seed": options.seed,
+    }
+
+
+def _loss_curve(history: list[dict]) -> dict:
+    return {
+        "train": [[h["step"], h["loss"]] for h in history if "loss" in h and "step" in h],
+        "eval": [[h["step"], h["eval_loss"]] for h in history if "eval_loss" in h],
+    }
+
+
+def _publish(model, model_dir: Path, out: Path, record: dict) -> dict:
+    """Write the final model into ``out``; the manifest moves in last, marking it complete."""
+    from longzoo.cards.render import render_card
+    from longzoo.train.plot import plot_loss
+
+    staging = out / ".final.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    model.save_pretrained(staging)
+    for name in _TOKENIZER_FILES:
+        if (model_dir / name).is_file():
+            shutil.copy2(model_dir / name, staging / name)
+    plot_loss(record["loss_curve"], staging / LOSS_PLOT)
+    manifest = read_manifest(model_dir)
+    manifest["pretrain"] = record
+    manifest.pop("eval", None)  # an earlier `longzoo eval` described the model before training
+    manifest["history"].append({"step": "pretrain", "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    write_manifest(staging, manifest)
+    if "convert" in manifest:
+        render_card(staging, strict=False, folder_name=out.name)
+    manifest = read_manifest(staging)
+    files = sorted(p for p in staging.iterdir() if p.is_file())
+    for file in sorted(files, key=lambda p: p.name == MANIFEST):
+        os.replace(file, out / file.name)
+    staging.rmdir()
+    return manifest
