@@ -115,7 +115,12 @@ def main() -> None:
         conv = measure(LONGZOO, base, scratch, args.repeat, str(args.max_pos), "0")
         rows = [("load + save (reference)", ref), (f"longzoo convert to {args.max_pos}, --no-verify", conv)]
         if not args.skip_verify:
-            rows.append((f"longzoo convert to {args.max_pos}, with parity + full-length run", measure(LONGZOO, base, scratch, 1, str(args.max_pos), "1")))
+            rows.append(
+                (
+                    f"longzoo convert to {args.max_pos}, with parity + full-length run",
+                    measure(LONGZOO, base, scratch, 1, str(args.max_pos), "1"),
+                )
+            )
 
     print()
     print("| run | process wall s | work s | x reference (wall) | peak RSS MiB | output MiB | RSS / output |")

@@ -9,14 +9,16 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["LongzooError", "__version__", "convert"]
+__all__ = ["LongformerZh", "LongzooError", "__version__", "convert", "load"]
+
+_LAZY = {"convert": "longzoo.converters", "LongformerZh": "longzoo.zoo", "load": "longzoo.zoo"}
 
 
 def __getattr__(name):
     # Imported lazily: `import longzoo` must stay cheap for the CLI's --help and
-    # for tools that only read manifests; the converter pulls in torch.
-    if name == "convert":
-        from longzoo.converters import convert
+    # for tools that only read manifests; these pull in torch and transformers.
+    if name in _LAZY:
+        from importlib import import_module
 
-        return convert
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(name)

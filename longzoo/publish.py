@@ -18,7 +18,8 @@ IGNORE = [
     *_TRAINING_FILES,
     *(f"*/{name}" for name in _TRAINING_FILES),
     "checkpoint-*",
-    "cache/*",
+    "checkpoints/*",  # longzoo pretrain's Trainer checkpoints
+    "cache/*",  # and its tokenized corpus
     "runs/*",
     "*__pycache__*",
     ".*",
@@ -114,10 +115,14 @@ def push(
     message = commit_message or f"Upload {folder.resolve().name} with longzoo {longzoo.__version__}"
     secret = token or _stored_token()
     with steps.step(f"Creating {repo_id}"):
-        url = _with_retries(lambda: api.create_repo(repo_id, private=private, exist_ok=True), repo_id, secret, retries, backoff)
+        url = _with_retries(
+            lambda: api.create_repo(repo_id, private=private, exist_ok=True), repo_id, secret, retries, backoff
+        )
         repo_url = str(url)
         if revision:
-            _with_retries(lambda: api.create_branch(repo_id, branch=revision, exist_ok=True), repo_id, secret, retries, backoff)
+            _with_retries(
+                lambda: api.create_branch(repo_id, branch=revision, exist_ok=True), repo_id, secret, retries, backoff
+            )
     with steps.step(f"Uploading {len(files)} files in one commit"):
         commit = _with_retries(
             lambda: api.upload_folder(
@@ -133,7 +138,9 @@ def push(
             retries,
             backoff,
         )
-    record_step(folder, "push", {"repo_id": repo_id, "revision": revision, "commit": commit.oid, "pr_url": commit.pr_url})
+    record_step(
+        folder, "push", {"repo_id": repo_id, "revision": revision, "commit": commit.oid, "pr_url": commit.pr_url}
+    )
     return PushResult(repo_url, files, commit.commit_url, commit.pr_url)
 
 
@@ -172,7 +179,11 @@ def _with_retries(call, repo_id: str, secret: str | None, retries: int, backoff:
             if attempt < retries:
                 time.sleep(backoff * 2**attempt)
                 continue
-            raise LongzooError(_scrub(f"cannot reach the Hub ({type(exc).__name__}: {exc}); check HF_ENDPOINT and your connection", secret)) from None
+            raise LongzooError(
+                _scrub(
+                    f"cannot reach the Hub ({type(exc).__name__}: {exc}); check HF_ENDPOINT and your connection", secret
+                )
+            ) from None
         except ValueError as exc:  # the Hub's YAML validation
             raise LongzooError(_scrub(f"the Hub rejected the upload: {exc}".replace("\n", " "), secret)) from None
     raise AssertionError("unreachable")

@@ -59,7 +59,9 @@ def chinese_bert_tokenizer():
     chars = sorted({ch for ch in "".join(TEXTS) if "\u4e00" <= ch <= "\u9fff"})
     ascii_pieces = [c for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
     punct = list(".,!?;:'\"()-，。！？；：、")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ascii_pieces + ["##" + c for c in ascii_pieces] + punct
+    vocab = (
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ascii_pieces + ["##" + c for c in ascii_pieces] + punct
+    )
     return BertTokenizer(vocab={tok: i for i, tok in enumerate(dict.fromkeys(vocab))})
 
 
@@ -144,8 +146,7 @@ def converted(base_models, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("converted")
     return {
-        case.id: convert(str(base_models[case.id]), MAX_POS, root / case.id, attention_window=WINDOW)
-        for case in CASES
+        case.id: convert(str(base_models[case.id]), MAX_POS, root / case.id, attention_window=WINDOW) for case in CASES
     }
 
 

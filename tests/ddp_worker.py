@@ -23,11 +23,17 @@ class Digest(TrainerCallback):
             h.update(name.encode())
             h.update(param.detach().to(torch.float32).contiguous().numpy().tobytes())
         rank = int(os.environ.get("RANK", "0"))
-        record = {"rank": rank, "world": int(os.environ["WORLD_SIZE"]), "digest": h.hexdigest(), "step": state.global_step}
+        record = {
+            "rank": rank,
+            "world": int(os.environ["WORLD_SIZE"]),
+            "digest": h.hexdigest(),
+            "step": state.global_step,
+        }
         Path(sys.argv[3]).with_name(f"rank-{rank}.json").write_text(json.dumps(record))
 
 
 model_dir, corpus, out = sys.argv[1:4]
-options = PretrainOptions(max_steps=3, batch_size=2, grad_accum=2, lr=1e-3, warmup=0, seq_len=64, save_steps=3,
-                          gradient_checkpointing=True)
+options = PretrainOptions(
+    max_steps=3, batch_size=2, grad_accum=2, lr=1e-3, warmup=0, seq_len=64, save_steps=3, gradient_checkpointing=True
+)
 pretrain(model_dir, [corpus], out, options=options, callbacks=[Digest()])

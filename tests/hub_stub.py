@@ -104,7 +104,11 @@ class HubStub:
         return dict(self.repos[name].files(revision) or {})
 
     def _commit(self, repo: Repo, branch: str, files: dict[str, bytes]) -> str:
-        sha = hashlib.sha1(json.dumps(sorted((k, hashlib.sha1(v).hexdigest()) for k, v in files.items())).encode() + branch.encode() + str(len(repo.commits)).encode()).hexdigest()
+        sha = hashlib.sha1(
+            json.dumps(sorted((k, hashlib.sha1(v).hexdigest()) for k, v in files.items())).encode()
+            + branch.encode()
+            + str(len(repo.commits)).encode()
+        ).hexdigest()
         repo.commits[sha] = files
         repo.branches[branch] = sha
         return sha
@@ -146,7 +150,11 @@ class HubStub:
                             status = pending.pop(0) if pending else None
                         if status is not None:
                             return self._json(status, {"error": f"injected {status}"})
-                        if kind in _WRITES and stub.token and self.headers.get("Authorization") != f"Bearer {stub.token}":
+                        if (
+                            kind in _WRITES
+                            and stub.token
+                            and self.headers.get("Authorization") != f"Bearer {stub.token}"
+                        ):
                             return self._json(401, {"error": "Invalid credentials in Authorization header"})
                         return getattr(self, f"_{kind}")(*match.groups())
                 self._json(404, {"error": "not found"})
@@ -173,7 +181,10 @@ class HubStub:
                 if repo is None:
                     return
                 files = repo.files(revision) or {}
-                entries = [{"type": "file", "oid": _blob_id(data), "size": len(data), "path": p} for p, data in sorted(files.items())]
+                entries = [
+                    {"type": "file", "oid": _blob_id(data), "size": len(data), "path": p}
+                    for p, data in sorted(files.items())
+                ]
                 self._json(200, entries)
 
             def _resolve(self, name, revision, file):
@@ -192,7 +203,9 @@ class HubStub:
                 payload = json.loads(self.body)
                 name = f"{payload.get('organization')}/{payload['name']}"
                 if name in stub.repos:
-                    return self._json(409, {"error": "You already created this model repo", "url": f"{stub.url}/{name}"})
+                    return self._json(
+                        409, {"error": "You already created this model repo", "url": f"{stub.url}/{name}"}
+                    )
                 stub.repos[name] = Repo(private=payload.get("visibility") == "private" or bool(payload.get("private")))
                 stub.repos[name].commits["0" * 40] = {}
                 stub.repos[name].branches["main"] = "0" * 40
@@ -223,7 +236,11 @@ class HubStub:
                     return
                 files = json.loads(self.body)["files"]
                 modes = [
-                    {"path": f["path"], "uploadMode": "lfs" if f["size"] > LFS_THRESHOLD else "regular", "shouldIgnore": False}
+                    {
+                        "path": f["path"],
+                        "uploadMode": "lfs" if f["size"] > LFS_THRESHOLD else "regular",
+                        "shouldIgnore": False,
+                    }
                     for f in files
                 ]
                 self._json(200, {"files": modes})
@@ -268,17 +285,24 @@ class HubStub:
                             return self._json(422, {"error": f"LFS object {value['oid']} was never uploaded"})
                         files[value["path"]] = blob
                     elif item["key"] in ("deletedFile", "deletedFolder"):
-                        files = {p: d for p, d in files.items() if p != value["path"] and not p.startswith(value["path"] + "/")}
+                        files = {
+                            p: d
+                            for p, d in files.items()
+                            if p != value["path"] and not p.startswith(value["path"] + "/")
+                        }
                 if self.query.get("create_pr") == ["1"]:
                     sha = stub._commit(repo, f"__pr{len(repo.pulls)}", files)
                     del repo.branches[f"__pr{len(repo.pulls)}"]
                     repo.pulls.append(sha)
                     number = len(repo.pulls)
-                    return self._json(200, {
-                        "commitUrl": f"{stub.url}/{name}/commit/{sha}",
-                        "commitOid": sha,
-                        "pullRequestUrl": f"{stub.url}/{name}/discussions/{number}",
-                    })
+                    return self._json(
+                        200,
+                        {
+                            "commitUrl": f"{stub.url}/{name}/commit/{sha}",
+                            "commitOid": sha,
+                            "pullRequestUrl": f"{stub.url}/{name}/discussions/{number}",
+                        },
+                    )
                 sha = stub._commit(repo, revision, files)
                 self._json(200, {"commitUrl": f"{stub.url}/{name}/commit/{sha}", "commitOid": sha})
 

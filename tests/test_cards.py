@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import MAX_POS, WINDOW
 from huggingface_hub import metadata_load
 from typer.testing import CliRunner
 
-from conftest import MAX_POS, WINDOW
 from longzoo.cards import render_card, validate_metadata
 from longzoo.cli import app
 from longzoo.converters import convert
@@ -49,7 +49,14 @@ def check_snapshot(text: str, name: str) -> None:
 
 
 PRETRAIN = {
-    "corpora": [{"name": "People's Daily 1998-01", "hub_dataset": "someone/peoples-daily-1998", "documents": 3148, "tokens": 1843210}],
+    "corpora": [
+        {
+            "name": "People's Daily 1998-01",
+            "hub_dataset": "someone/peoples-daily-1998",
+            "documents": 3148,
+            "tokens": 1843210,
+        }
+    ],
     "steps": 3000,
     "seq_len": 4096,
     "wwm": "jieba whole-word masking",
@@ -67,7 +74,13 @@ def test_chinese_card_snapshot(converted, tmp_path):
     folder = model_folder(converted, "bert-zh-mlm", tmp_path, "roberta-zh-4096")
     pin_manifest(
         folder,
-        {"id": "hfl/chinese-roberta-wwm-ext", "source": "hub", "revision": "5c58d0b8ec1d9014354d691c538661bf00bfdb44", "sha256": None, "card": {"license": "apache-2.0", "language": ["zh"]}},
+        {
+            "id": "hfl/chinese-roberta-wwm-ext",
+            "source": "hub",
+            "revision": "5c58d0b8ec1d9014354d691c538661bf00bfdb44",
+            "sha256": None,
+            "card": {"license": "apache-2.0", "language": ["zh"]},
+        },
         pretrain=PRETRAIN,
     )
     rendered = render_card(folder, repo_id="someone/roberta-zh-4096")
@@ -88,7 +101,13 @@ def test_english_card_snapshot(converted, tmp_path):
     folder = model_folder(converted, "roberta-mlm", tmp_path, "roberta-base-4096")
     pin_manifest(
         folder,
-        {"id": "FacebookAI/roberta-base", "source": "hub", "revision": "e2da8e2f811d1448a5b465c236feacd80ffbac7b", "sha256": None, "card": {"license": "mit", "language": ["en"]}},
+        {
+            "id": "FacebookAI/roberta-base",
+            "source": "hub",
+            "revision": "e2da8e2f811d1448a5b465c236feacd80ffbac7b",
+            "sha256": None,
+            "card": {"license": "mit", "language": ["en"]},
+        },
     )
     rendered = render_card(folder)
     meta = metadata_load(rendered.path)
@@ -108,7 +127,11 @@ def test_convert_writes_a_card_with_the_inherited_license(base_copy, tmp_path):
     assert meta["license"] == "mit" and meta["language"] == ["en"]
     card = read_manifest(result.out)["card"]
     assert card["sources"]["license"] == "base card"
-    assert result.manifest["convert"]["base"]["card"] == {"license": "mit", "language": ["en"], "datasets": ["wikitext"]}
+    assert result.manifest["convert"]["base"]["card"] == {
+        "license": "mit",
+        "language": ["en"],
+        "datasets": ["wikitext"],
+    }
 
 
 def test_missing_license_is_reported_then_asked_for(converted, tmp_path):

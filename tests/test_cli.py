@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
-import shutil
 
 import pytest
-from typer.testing import CliRunner
-
 from conftest import MAX_POS, WINDOW
 from hub_stub import HubStub
+from typer.testing import CliRunner
+
 from longzoo.cli import app
 
 runner = CliRunner()
@@ -60,7 +60,16 @@ def test_help_lists_every_option():
 
 
 def test_convert_prints_the_parity_report(base_models, out):
-    result = invoke("--base", str(base_models["bert-zh-mlm"]), "--max-pos", str(MAX_POS), "--attention-window", str(WINDOW), "--out", str(out))
+    result = invoke(
+        "--base",
+        str(base_models["bert-zh-mlm"]),
+        "--max-pos",
+        str(MAX_POS),
+        "--attention-window",
+        str(WINDOW),
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.stderr
     assert "passed" in result.output and "parity at 33 tokens" in result.output
     parity = json.loads((out / "longzoo.json").read_text())["convert"]["parity"]
@@ -98,7 +107,9 @@ def test_corrupt_weights(base_copy, out, damage):
     weights = folder / "model.safetensors"
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2] if damage == "truncate" else os.urandom(4096))
-    result = invoke("--base", str(folder), "--max-pos", str(MAX_POS), "--attention-window", str(WINDOW), "--out", str(out))
+    result = invoke(
+        "--base", str(folder), "--max-pos", str(MAX_POS), "--attention-window", str(WINDOW), "--out", str(out)
+    )
     assert_one_line_error(result, "corrupt or truncated", "model.safetensors")
 
 
@@ -118,7 +129,16 @@ def test_existing_output_needs_force(base_models, tmp_path):
     target = tmp_path / "model"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
-    result = invoke("--base", str(base_models["bert-encoder"]), "--max-pos", str(MAX_POS), "--attention-window", str(WINDOW), "--out", str(target))
+    result = invoke(
+        "--base",
+        str(base_models["bert-encoder"]),
+        "--max-pos",
+        str(MAX_POS),
+        "--attention-window",
+        str(WINDOW),
+        "--out",
+        str(target),
+    )
     assert_one_line_error(result, "not empty", "--force")
     assert (target / "keep.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
@@ -133,7 +153,16 @@ def test_unwritable_output(base_models, tmp_path):
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
         target = locked / "model"
-    result = invoke("--base", str(base_models["bert-encoder"]), "--max-pos", str(MAX_POS), "--attention-window", str(WINDOW), "--out", str(target))
+    result = invoke(
+        "--base",
+        str(base_models["bert-encoder"]),
+        "--max-pos",
+        str(MAX_POS),
+        "--attention-window",
+        str(WINDOW),
+        "--out",
+        str(target),
+    )
     assert_one_line_error(result, "cannot write here")
 
 
@@ -154,7 +183,12 @@ def assert_one_line_stderr(proc: subprocess.CompletedProcess, *fragments: str) -
 
 def test_hub_id_while_offline(tmp_path):
     proc = run_cli(
-        "--base", "someone/some-model", "--max-pos", "4096", "--out", str(tmp_path / "o"),
+        "--base",
+        "someone/some-model",
+        "--max-pos",
+        "4096",
+        "--out",
+        str(tmp_path / "o"),
         env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
     )
     assert_one_line_stderr(proc, "someone/some-model", "offline")
@@ -178,18 +212,34 @@ def hub_env(stub: HubStub, tmp_path) -> dict:
 def test_hub_id_downloads_and_records_the_revision(hub, tmp_path):
     out = tmp_path / "o"
     proc = run_cli(
-        "--base", "someone/tiny-zh", "--revision", "main", "--max-pos", str(MAX_POS), "--attention-window", str(WINDOW),
-        "--out", str(out), env=hub_env(hub, tmp_path),
+        "--base",
+        "someone/tiny-zh",
+        "--revision",
+        "main",
+        "--max-pos",
+        str(MAX_POS),
+        "--attention-window",
+        str(WINDOW),
+        "--out",
+        str(out),
+        env=hub_env(hub, tmp_path),
     )
     assert proc.returncode == 0, proc.stderr
     base = json.loads((out / "longzoo.json").read_text())["convert"]["base"]
-    assert base == {**base, "id": "someone/tiny-zh", "source": "hub", "revision": hub.repos["someone/tiny-zh"].branches["main"]}
+    assert base == {
+        **base,
+        "id": "someone/tiny-zh",
+        "source": "hub",
+        "revision": hub.repos["someone/tiny-zh"].branches["main"],
+    }
     fetched = [r for r in hub.requests if r.startswith("GET /someone/tiny-zh/resolve/")]
     assert any(r.endswith("/model.safetensors") for r in fetched)
     assert not any(r.endswith(".bin") for r in fetched)
 
 
 def test_hub_id_not_found(tmp_path, hub):
-    proc = run_cli("--base", "someone/missing-model", "--max-pos", "4096", "--out", str(tmp_path / "o"), env=hub_env(hub, tmp_path))
+    proc = run_cli(
+        "--base", "someone/missing-model", "--max-pos", "4096", "--out", str(tmp_path / "o"), env=hub_env(hub, tmp_path)
+    )
     assert_one_line_stderr(proc, "someone/missing-model", "not found on the Hub")
     assert not (tmp_path / "o").exists()

@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
+from conftest import CASE_IDS, CASES, MAX_POS, WINDOW, case_by_id
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from conftest import CASE_IDS, CASES, MAX_POS, WINDOW, case_by_id
 from longzoo.converters import ADAPTERS, convert
 from longzoo.converters.parity import TOLERANCE, parity_length
 from longzoo.errors import LongzooError
@@ -66,7 +66,9 @@ def test_positions_are_copied_from_the_right_rows(base_models, converted, case_i
     base = load_file(base_models[case_id] / "model.safetensors")
     old = next(v for k, v in base.items() if k.endswith("position_embeddings.weight"))
     new = next(
-        v for k, v in load_file(converted[case_id].out / "model.safetensors").items() if k.endswith("position_embeddings.weight")
+        v
+        for k, v in load_file(converted[case_id].out / "model.safetensors").items()
+        if k.endswith("position_embeddings.weight")
     )
     if case.model_type == "bert":  # BERT: position 0 is row 0; Longformer: row pad+1 = 1
         assert new.shape[0] == MAX_POS + 1
@@ -152,7 +154,9 @@ def test_off_by_one_positions_fail_the_parity_check(base_models, tmp_path, monke
 
 
 def test_interpolate_keeps_everything_but_positions(base_models, tmp_path):
-    result = convert(str(base_models["roberta-mlm"]), MAX_POS, tmp_path / "o", attention_window=WINDOW, position_init="interpolate")
+    result = convert(
+        str(base_models["roberta-mlm"]), MAX_POS, tmp_path / "o", attention_window=WINDOW, position_init="interpolate"
+    )
     assert result.parity["passed"] and "copy table" in result.parity["positions"]
     table = load_file(result.out / "model.safetensors")["longformer.embeddings.position_embeddings.weight"]
     base = load_file(base_models["roberta-mlm"] / "model.safetensors")["roberta.embeddings.position_embeddings.weight"]

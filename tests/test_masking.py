@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import bpe_tokenizer
 from typer.testing import CliRunner
 
-from conftest import bpe_tokenizer
 from longzoo.cli import app
 from longzoo.train.data import Blocks, MaskedBlocks
 from longzoo.train.masking import (
@@ -80,7 +80,7 @@ def test_jieba_mode_masks_whole_jieba_words(articles, zh_tokenizer):
     words = word_ids_for("jieba", article.text, encoding)
     spans = jieba_spans(article.text)
     assert (words >= 0).all()
-    for token, (start, _end) in zip(words, encoding.offsets):
+    for token, (start, _end) in zip(words, encoding.offsets, strict=True):
         assert spans[token][0] <= start < spans[token][1]
     assert len(np.unique(words)) < len(words)  # multi-character words exist and share ids
 
@@ -146,12 +146,16 @@ def test_masks_are_reproducible_and_change_every_epoch():
 
 def test_mask_command_json(converted):
     folder = converted["bert-zh-mlm"].out
-    result = CliRunner().invoke(app, ["mask", str(folder), "--text", "迈向充满希望的新世纪", "--seed", "3", "--json", "--mlm-prob", "0.4"])
+    result = CliRunner().invoke(
+        app, ["mask", str(folder), "--text", "迈向充满希望的新世纪", "--seed", "3", "--json", "--mlm-prob", "0.4"]
+    )
     assert result.exit_code == 0, result.stderr
     shown = json.loads(result.stdout)
     assert shown["tokens"][0] == "[CLS]" and len(shown["tokens"]) == len(shown["masked"]) == 12
     assert shown["masked"][0] == shown["masked"][-1] == 0 and sum(shown["masked"]) >= 1
-    again = CliRunner().invoke(app, ["mask", str(folder), "--text", "迈向充满希望的新世纪", "--seed", "3", "--json", "--mlm-prob", "0.4"])
+    again = CliRunner().invoke(
+        app, ["mask", str(folder), "--text", "迈向充满希望的新世纪", "--seed", "3", "--json", "--mlm-prob", "0.4"]
+    )
     assert json.loads(again.stdout) == shown
     bad = CliRunner().invoke(app, ["mask", str(folder), "--text", "x", "--wwm", "words"])
     assert bad.exit_code == 1 and "--wwm" in bad.stderr

@@ -9,18 +9,16 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import MAX_POS
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from conftest import MAX_POS, WINDOW, chinese_bert_tokenizer
 from longzoo.cli import app
-from longzoo.converters import convert
-from longzoo.errors import LongzooError
+from longzoo.converters.sample_text import CHINESE
 from longzoo.manifest import read_manifest
 from longzoo.train.data import TokenizedDoc, pack
 from longzoo.train.evaluate import evaluate, load_mlm
 from longzoo.train.pretrain import PretrainOptions, pretrain
-from longzoo.converters.sample_text import CHINESE
 
 runner = CliRunner()
 
@@ -91,7 +89,9 @@ def test_eval_compares_base_and_converted(base_models, converted, tmp_path):
 
 
 def test_eval_cli_json(converted, zh_corpus):
-    result = runner.invoke(app, ["eval", str(converted["bert-zh-mlm"].out), "--corpus", str(zh_corpus / "held.txt"), "--json"])
+    result = runner.invoke(
+        app, ["eval", str(converted["bert-zh-mlm"].out), "--corpus", str(zh_corpus / "held.txt"), "--json"]
+    )
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert {"loss", "bpc", "bits_per_char", "mlm_accuracy", "tokens"} <= set(metrics)
@@ -113,14 +113,21 @@ def test_pretrain_lowers_held_out_loss_and_writes_a_stock_model(converted, zh_co
     from transformers import AutoModelForMaskedLM
 
     out = tmp_path / "pre"
-    result = pretrain(converted["bert-zh-mlm"].out, [str(zh_corpus / "train.txt")], out,
-                      eval_corpora=[str(zh_corpus / "held.txt")], options=options(max_steps=12))
+    result = pretrain(
+        converted["bert-zh-mlm"].out,
+        [str(zh_corpus / "train.txt")],
+        out,
+        eval_corpora=[str(zh_corpus / "held.txt")],
+        options=options(max_steps=12),
+    )
     assert result.steps == 12
     assert result.eval_after["loss"] < result.eval_before["loss"]
     manifest = read_manifest(out)
     record = manifest["pretrain"]
     assert [h["step"] for h in manifest["history"]][-2:] == ["pretrain", "card"]
-    assert record["corpora"][0]["name"] == "train.txt" and record["corpora"][0]["documents"] == 6 * len(range(0, len(CHINESE), 90))
+    assert record["corpora"][0]["name"] == "train.txt" and record["corpora"][0]["documents"] == 6 * len(
+        range(0, len(CHINESE), 90)
+    )
     assert record["eval"]["before"]["loss"] == result.eval_before["loss"]
     assert record["wwm"] == "whole words (jieba)" and record["new_lm_head"] is False
     assert record["loss_curve"]["train"] and record["loss_curve"]["eval"]
@@ -148,7 +155,12 @@ def test_encoder_only_gets_a_tied_head(converted, zh_corpus, tmp_path):
 
 def test_global_attention_cls_trains_global_projections(converted, zh_corpus, tmp_path):
     out = tmp_path / "pre"
-    result = pretrain(converted["bert-zh-mlm"].out, [str(zh_corpus / "train.txt")], out, options=options(max_steps=3, global_attention="cls"))
+    result = pretrain(
+        converted["bert-zh-mlm"].out,
+        [str(zh_corpus / "train.txt")],
+        out,
+        options=options(max_steps=3, global_attention="cls"),
+    )
     weights = load_file(out / "model.safetensors")
     layer = "longformer.encoder.layer.0.attention.self."
     assert not torch.equal(weights[layer + "query.weight"], weights[layer + "query_global.weight"])
@@ -195,12 +207,16 @@ def test_cache_is_reused(converted, zh_corpus, tmp_path, monkeypatch):
     from longzoo.train import pretrain as module
 
     monkeypatch.setattr(module, "tokenize_documents", lambda *a, **k: pytest.fail("tokenized twice"))
-    pretrain(converted["bert-zh-mlm"].out, [str(zh_corpus / "train.txt")], out, options=options(max_steps=2), resume=True)
+    pretrain(
+        converted["bert-zh-mlm"].out, [str(zh_corpus / "train.txt")], out, options=options(max_steps=2), resume=True
+    )
 
 
 # ----------------------------------------------------------------------------- bad input
 def invoke_pretrain(model_dir, corpus, out, *extra):
-    return runner.invoke(app, ["pretrain", str(model_dir), "--corpus", str(corpus), "--out", str(out), "--max-steps", "1", *extra])
+    return runner.invoke(
+        app, ["pretrain", str(model_dir), "--corpus", str(corpus), "--out", str(out), "--max-steps", "1", *extra]
+    )
 
 
 def one_line(result, fragment):
@@ -257,7 +273,10 @@ def test_existing_output_needs_resume_or_force(converted, zh_corpus, tmp_path):
     (out / "mine.txt").write_text("keep")
     one_line(invoke_pretrain(converted["bert-zh-mlm"].out, zh_corpus / "train.txt", out), "--resume")
     assert (out / "mine.txt").read_text() == "keep"
-    one_line(invoke_pretrain(converted["bert-zh-mlm"].out, zh_corpus / "train.txt", tmp_path / "new", "--resume"), "nothing to resume")
+    one_line(
+        invoke_pretrain(converted["bert-zh-mlm"].out, zh_corpus / "train.txt", tmp_path / "new", "--resume"),
+        "nothing to resume",
+    )
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -272,9 +291,22 @@ def test_two_process_ddp_ends_with_identical_weights(converted, zh_corpus, tmp_p
     out = tmp_path / "ddp"
     worker = Path(__file__).with_name("ddp_worker.py")
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", str(worker),
-         str(converted["bert-zh-mlm"].out), str(zh_corpus / "train.txt"), str(out)],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--standalone",
+            str(worker),
+            str(converted["bert-zh-mlm"].out),
+            str(zh_corpus / "train.txt"),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)]
@@ -283,3 +315,35 @@ def test_two_process_ddp_ends_with_identical_weights(converted, zh_corpus, tmp_p
     record = read_manifest(out)["pretrain"]
     assert record["world_size"] == 2 and record["steps"] == 3
     assert "2 processes" in record["hyperparameters"]["batch"]
+
+
+# ----------------------------------------------------------------------------- corpora
+def test_corpus_formats(tmp_path):
+    from longzoo.train.corpus import read_corpus
+
+    folder = tmp_path / "corpus"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("第一篇。\n还是第一篇。\n\n\n第二篇。\r\n", encoding="utf-8")
+    (folder / "sub" / "b.jsonl").write_text('{"text": "第三篇"}\n\n{"text": "  "}\n', encoding="utf-8")
+    (folder / "ignored.bin").write_bytes(b"\x00\x01")
+    docs = read_corpus(str(folder))
+    assert [d.text for d in docs] == ["第一篇。\n还是第一篇。", "第二篇。", "第三篇"]
+    assert {d.source for d in docs} == {"corpus"}
+
+
+def test_hub_dataset_stream_stops_at_the_budget(monkeypatch):
+    import sys
+    import types
+
+    from longzoo.train.corpus import read_corpus
+
+    calls = {}
+
+    def load_dataset(name, config, split, streaming):
+        calls.update(name=name, config=config, split=split, streaming=streaming)
+        return ({"text": f"document {i} " * 10} for i in range(10**9))  # endless, like a big corpus
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    docs = read_corpus("someone/long-docs:en", stream_char_budget=1000)
+    assert calls == {"name": "someone/long-docs", "config": "en", "split": "train", "streaming": True}
+    assert 1000 <= sum(len(d.text) for d in docs) < 1200 and docs[0].source == "someone/long-docs:en"

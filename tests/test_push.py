@@ -13,8 +13,8 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 import yaml
-
 from hub_stub import HubStub
+
 from longzoo.errors import LongzooError
 from longzoo.manifest import read_manifest, write_manifest
 from longzoo.publish import IGNORE, files_to_upload, push
@@ -60,14 +60,18 @@ def test_upload_is_byte_identical_and_skips_training_leftovers(model, hub):
     result = do_push(model, hub)
     uploaded = hub.files(REPO)
     expected = {p for p, _ in files_to_upload(model)}
-    assert set(uploaded) == expected == {
-        "README.md",
-        "config.json",
-        "longzoo.json",
-        "model.safetensors",
-        "tokenizer.json",
-        "tokenizer_config.json",
-    }
+    assert (
+        set(uploaded)
+        == expected
+        == {
+            "README.md",
+            "config.json",
+            "longzoo.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json",
+        }
+    )
     for path in expected - {"longzoo.json"}:  # the manifest gains the push record afterwards
         assert uploaded[path] == (model / path).read_bytes(), path
     assert hub.lfs_blobs, "weights should travel through the LFS batch API"
@@ -194,7 +198,16 @@ def test_card_without_license_is_refused_before_upload(converted, hub, tmp_path)
 def test_ignore_patterns_cover_trainer_output():
     from huggingface_hub.utils import filter_repo_objects
 
-    paths = ["checkpoint-5/model.safetensors", "optimizer.pt", "trainer_state.json", "runs/x/events", "loss.png", "model.safetensors"]
+    paths = [
+        "checkpoint-5/model.safetensors",
+        "optimizer.pt",
+        "trainer_state.json",
+        "runs/x/events",
+        "loss.png",
+        "checkpoints/checkpoint-5/optimizer.pt",
+        "cache/abc.safetensors",
+        "model.safetensors",
+    ]
     assert list(filter_repo_objects(paths, ignore_patterns=IGNORE)) == ["loss.png", "model.safetensors"]
 
 
@@ -211,13 +224,29 @@ def test_convert_then_push_then_snippet_runs_as_written(base_models, hub, tmp_pa
     out = tmp_path / "tiny-zh-longformer"
     cli = [sys.executable, "-m", "longzoo"]
     convert = subprocess.run(
-        [*cli, "convert", "--base", str(base_models["bert-zh-mlm"]), "--max-pos", "256", "--attention-window", "64", "--out", str(out)],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            *cli,
+            "convert",
+            "--base",
+            str(base_models["bert-zh-mlm"]),
+            "--max-pos",
+            "256",
+            "--attention-window",
+            "64",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert convert.returncode == 0, convert.stderr
     card = subprocess.run([*cli, "card", str(out), "--license", "apache-2.0"], capture_output=True, text=True, env=env)
     assert card.returncode == 0, card.stderr
-    pushed = subprocess.run([*cli, "push", str(out), "--repo-id", REPO], capture_output=True, text=True, env=env, timeout=300)
+    pushed = subprocess.run(
+        [*cli, "push", str(out), "--repo-id", REPO], capture_output=True, text=True, env=env, timeout=300
+    )
     assert pushed.returncode == 0, pushed.stderr
     assert f"{hub.url}/{REPO}" in pushed.stdout
     for stream in (convert.stdout, convert.stderr, pushed.stdout, pushed.stderr):
@@ -225,7 +254,9 @@ def test_convert_then_push_then_snippet_runs_as_written(base_models, hub, tmp_pa
 
     readme = hub.files(REPO)["README.md"].decode()
     snippet = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
-    run = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", snippet], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     predictions = eval(run.stdout.strip().splitlines()[-1])  # the snippet prints a list of tokens
     assert isinstance(predictions, list) and len(predictions) == 5
@@ -234,9 +265,19 @@ def test_convert_then_push_then_snippet_runs_as_written(base_models, hub, tmp_pa
 
 
 def test_cli_push_error_is_one_line_without_the_token(model, hub, tmp_path):
-    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_notTheRightOne42", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_XET": "1"}
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": hub.url,
+        "HF_TOKEN": "hf_notTheRightOne42",
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_DISABLE_XET": "1",
+    }
     proc = subprocess.run(
-        [sys.executable, "-m", "longzoo", "push", str(model), "--repo-id", REPO], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-m", "longzoo", "push", str(model), "--repo-id", REPO],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [

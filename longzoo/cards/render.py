@@ -109,7 +109,9 @@ def _settings(folder, name, manifest, language, license, model_name, base_model,
 
     guessed = ["zh"] if _vocabulary_is_chinese(folder) else None
     return CardSettings(
-        language=list(pick("language", language, ("base card", base_card.get("language")), ("vocabulary", guessed)) or []),
+        language=list(
+            pick("language", language, ("base card", base_card.get("language")), ("vocabulary", guessed)) or []
+        ),
         license=pick("license", license, ("base card", base_card.get("license"))),
         model_name=pick("model_name", model_name, ("output folder", name)),
         base_model=pick("base_model", base_model, ("conversion", base["id"] if base["source"] == "hub" else None)),
@@ -213,7 +215,9 @@ def template_context(folder: Path, name: str, manifest: dict, settings: CardSett
         "convert": convert,
         "parity": parity,
         "pretrain": pretrain,
-        "loss_plot": pretrain.get("loss_plot") if pretrain and (folder / str(pretrain.get("loss_plot"))).is_file() else None,
+        "loss_plot": pretrain.get("loss_plot")
+        if pretrain and (folder / str(pretrain.get("loss_plot"))).is_file()
+        else None,
         "results": results,
         "versions": convert.get("versions", {}),
         "dropped": convert["keys"]["dropped"],

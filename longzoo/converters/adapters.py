@@ -97,8 +97,7 @@ ADAPTERS: dict[str, Adapter] = {
         positions_after_pad=False,
         head_activation_from_config=True,
         tokenizer_class="BertTokenizer",
-        dropped=_BUFFERS
-        + ((r"^cls\.seq_relationship\.", "next-sentence head: Longformer has no NSP task"),),
+        dropped=_BUFFERS + ((r"^cls\.seq_relationship\.", "next-sentence head: Longformer has no NSP task"),),
     ),
     "roberta": _roberta_like("roberta", "RoBERTa", "RobertaTokenizer"),  # DistilRoBERTa too
     "xlm-roberta": _roberta_like("xlm-roberta", "XLM-RoBERTa", "XLMRobertaTokenizer"),
@@ -112,6 +111,4 @@ def get_adapter(model_type: str | None) -> Adapter:
         return ADAPTERS[model_type]  # type: ignore[index]
     except KeyError:
         supported = ", ".join(sorted(ADAPTERS))
-        raise LongzooError(
-            f"unsupported architecture {model_type!r}; longzoo converts: {supported}"
-        ) from None
+        raise LongzooError(f"unsupported architecture {model_type!r}; longzoo converts: {supported}") from None

@@ -7,6 +7,7 @@ import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from longzoo.cards.render import render_card
 from longzoo.converters.adapters import Adapter, get_adapter
 from longzoo.converters.keys import (
     POSITIONS,
@@ -26,7 +27,6 @@ from longzoo.converters.source import (
     weight_files,
 )
 from longzoo.errors import LongzooError
-from longzoo.cards.render import render_card
 from longzoo.manifest import read_manifest, record_step
 from longzoo.outputs import check_output, staged_output
 from longzoo.progress import Steps
@@ -72,9 +72,7 @@ class ConvertOptions:
             raise LongzooError(f"--max-pos must be positive, got {self.max_pos}")
         w = self.attention_window
         if w <= 0 or w % 2:
-            raise LongzooError(
-                f"--attention-window must be a positive even number (it counts both sides), got {w}"
-            )
+            raise LongzooError(f"--attention-window must be a positive even number (it counts both sides), got {w}")
         if w > self.max_pos:
             raise LongzooError(f"--attention-window {w} is larger than --max-pos {self.max_pos}")
         if self.position_init not in MODES:
@@ -113,7 +111,7 @@ def default_output(base: str, max_pos: int) -> Path:
 
 def convert(
     base: str,
-    max_pos: int,
+    max_pos: int | None = None,
     out: str | Path | None = None,
     *,
     attention_window: int | None = None,
@@ -131,13 +129,20 @@ def convert(
     ``model_max_length = max_pos``, ``longzoo.json`` and a model card (``README.md``).  It is built in a temporary
     folder and renamed into place only after the parity check passed, so a failed
     conversion leaves nothing behind.  Raises :class:`LongzooError` for user errors.
+
+    A base that is already long in a foreign layout (Longformer_ZH's BERT layout, the
+    reference notebook's ``RobertaLong``: an ``attention_window`` in the config and
+    ``*_global`` weights) is rewritten as a stock checkpoint without re-extending; its
+    length and window are the defaults of ``max_pos`` and ``attention_window``.
     """
     steps = steps or Steps()
-    window = attention_window if attention_window is not None else min(DEFAULT_WINDOW, max_pos)
-    options = ConvertOptions(max_pos, window, position_init, dtype, revision, allow_pickle, verify)
-    options.validate()
-    out = (Path(out) if out is not None else default_output(base, max_pos)).expanduser().absolute()
-    check_output(out, force)  # fail before a long download
+    # Checks that need no download come first.
+    early_pos = max_pos if max_pos is not None else 1 << 30
+    early_window = attention_window if attention_window is not None else min(2, early_pos)
+    ConvertOptions(early_pos, early_window, position_init, dtype).validate()
+    if out is not None or max_pos:
+        out = (Path(out) if out is not None else default_output(base, max_pos)).expanduser().absolute()
+        check_output(out, force)  # fail before a long download
 
     with steps.step(f"Resolving base {base}"):
         source = resolve_base(base, revision=revision, allow_pickle=allow_pickle)
@@ -145,10 +150,19 @@ def convert(
     adapter = get_adapter(base_config.get("model_type"))
     tokenizer = _load_tokenizer(source.path)
     layout = _position_layout(base_config, tokenizer, adapter)
-    if max_pos <= layout.base_length:
-        raise LongzooError(
-            f"--max-pos {max_pos} must be larger than the base model's {layout.base_length} positions"
-        )
+    legacy_window = _legacy_window(base_config)
+    if max_pos is None:
+        if legacy_window is None:
+            raise LongzooError("--max-pos is required (only an already-long base has a length to keep)")
+        max_pos = layout.base_length
+    if out is None:
+        out = default_output(base, max_pos).absolute()
+        check_output(out, force)
+    window = attention_window if attention_window is not None else legacy_window or min(DEFAULT_WINDOW, max_pos)
+    options = ConvertOptions(max_pos, window, position_init, dtype, revision, allow_pickle, verify)
+    options.validate()
+    if max_pos < layout.base_length or (max_pos == layout.base_length and legacy_window is None):
+        raise LongzooError(f"--max-pos {max_pos} must be larger than the base model's {layout.base_length} positions")
     _check_compatible(base_config, adapter)
 
     with steps.step("Reading base weights"):
@@ -170,7 +184,8 @@ def convert(
         if verify:
             from longzoo.converters.parity import verify_conversion
 
-            parity = verify_conversion(source.path, staging, mlm, layout, options, steps)
+            copied_globals = any("_global." in key for key in report.generated)
+            parity = verify_conversion(source.path, staging, mlm, layout, options, steps, check_global=copied_globals)
             if not parity["passed"]:
                 raise LongzooError(_parity_failure(parity))
         record = _manifest_record(source, hashes, adapter, base_config, layout, options, mlm, report, parity)
@@ -179,6 +194,17 @@ def convert(
         card = render_card(staging, strict=False, folder_name=out.name)
         manifest = read_manifest(staging)
     return ConversionResult(out, record["architecture"], report, parity, manifest, card.problems)
+
+
+def _legacy_window(config: dict) -> int | None:
+    """The window of a long model in a foreign layout (its config carries one), else None."""
+    window = config.get("attention_window")
+    if window is None:
+        return None
+    windows = set(window) if isinstance(window, list) else {window}
+    if len(windows) != 1 or not all(isinstance(w, int) for w in windows):
+        raise LongzooError(f"attention_window {window!r}: longzoo converts one window for all layers")
+    return windows.pop()
 
 
 def _read_config(folder: Path) -> dict:
@@ -217,7 +243,9 @@ def _position_layout(config: dict, tokenizer, adapter: Adapter) -> PositionLayou
 def _check_compatible(config: dict, adapter: Adapter) -> None:
     kind = config.get("position_embedding_type", "absolute")
     if kind != "absolute":
-        raise LongzooError(f"position_embedding_type {kind!r} is not supported; only absolute positions extend by copying")
+        raise LongzooError(
+            f"position_embedding_type {kind!r} is not supported; only absolute positions extend by copying"
+        )
     act = config.get("hidden_act", "gelu")
     if adapter.head_activation_from_config and act != "gelu":
         raise LongzooError(
@@ -274,7 +302,8 @@ def _build_model(state, base_config, tokenizer, adapter, layout, options, mlm):
         f"from row {layout.new_offset}"
     )
     for global_key, local_key in global_projection_sources(target_shapes).items():
-        if local_key in new_state:
+        # A long base in a foreign layout brings trained global projections: keep those.
+        if local_key in new_state and global_key not in new_state:
             # A copy, not the same tensor: global and local projections train apart.
             new_state[global_key] = new_state[local_key].clone()
             report.generated[global_key] = f"copy of {local_key}"
@@ -363,7 +392,9 @@ def _manifest_record(source: BaseSource, hashes, adapter, base_config, layout, o
 def _parity_failure(parity: dict) -> str:
     if not parity.get("tokenizer_ids_equal", True):
         return "parity check failed: the converted tokenizer gives different ids than the base; nothing was written"
+    global_diff = parity["max_abs_diff_global"]
     return (
         f"parity check failed: max |Δ| = {parity['max_abs_diff']:.3g} (global: "
-        f"{parity['max_abs_diff_global']:.3g}) > {parity['tolerance']:g}; nothing was written"
+        f"{'not checked' if global_diff is None else format(global_diff, '.3g')}) > {parity['tolerance']:g}; "
+        "nothing was written"
     )

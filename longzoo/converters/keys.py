@@ -118,6 +118,4 @@ def check_complete(state: dict, target_shapes: dict[str, tuple], tied: dict[str,
         raise LongzooError(f"the base checkpoint lacks weights for: {shown}")
     for key, tensor in state.items():
         if tuple(tensor.shape) != tuple(target_shapes[key]):
-            raise LongzooError(
-                f"{key}: built with shape {tuple(tensor.shape)}, expected {tuple(target_shapes[key])}"
-            )
+            raise LongzooError(f"{key}: built with shape {tuple(tensor.shape)}, expected {tuple(target_shapes[key])}")

@@ -77,13 +77,9 @@ def _download(repo_id: str, revision: str | None, allow_pickle: bool) -> BaseSou
     try:
         path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
     except GatedRepoError:
-        raise LongzooError(
-            f"{repo_id}: gated repository; accept its terms on the Hub and log in (HF_TOKEN)"
-        ) from None
+        raise LongzooError(f"{repo_id}: gated repository; accept its terms on the Hub and log in (HF_TOKEN)") from None
     except RepositoryNotFoundError:
-        raise LongzooError(
-            f"{repo_id}: not found on the Hub (check the id, or log in if it is private)"
-        ) from None
+        raise LongzooError(f"{repo_id}: not found on the Hub (check the id, or log in if it is private)") from None
     except RevisionNotFoundError:
         raise LongzooError(f"{repo_id}: revision {revision!r} not found") from None
     except LocalEntryNotFoundError:

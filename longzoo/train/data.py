@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +33,7 @@ def tokenize_documents(documents: list[Document], tokenizer, mode: str, batch: i
         for start in range(0, len(documents), batch):
             texts = [d.text for d in documents[start : start + batch]]
             encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-            for text, encoding in zip(texts, encoded.encodings):
+            for text, encoding in zip(texts, encoded.encodings, strict=True):
                 offsets = np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2)
                 out.append(
                     TokenizedDoc(
@@ -122,7 +121,9 @@ def corpus_fingerprint(specs: list[str], tokenizer_dir: Path, seq_len: int, mode
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in files:
             stat = file.stat() if file.exists() else None
-            h.update(f"{file.resolve() if stat else spec}|{stat.st_size if stat else ''}|{stat.st_mtime_ns if stat else ''}".encode())
+            h.update(
+                f"{file.resolve() if stat else spec}|{stat.st_size if stat else ''}|{stat.st_mtime_ns if stat else ''}".encode()
+            )
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
         file = tokenizer_dir / name
         if file.is_file():
@@ -137,7 +138,11 @@ def save_blocks(blocks: Blocks, stats: dict, path: Path) -> None:
 
     tmp = path.with_suffix(".partial")
     save_file(
-        {"input_ids": blocks.input_ids.astype(np.int32), "word_ids": blocks.word_ids.astype(np.int32), "attention_mask": blocks.attention_mask.astype(np.int8)},
+        {
+            "input_ids": blocks.input_ids.astype(np.int32),
+            "word_ids": blocks.word_ids.astype(np.int32),
+            "attention_mask": blocks.attention_mask.astype(np.int8),
+        },
         str(tmp),
     )
     write_text_atomic(path.with_suffix(".json"), json.dumps(stats, ensure_ascii=False))
@@ -154,7 +159,11 @@ def load_blocks(path: Path) -> tuple[Blocks, dict] | None:
         stats = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
         return None
-    return Blocks(arrays["input_ids"].astype(np.int64), arrays["word_ids"].astype(np.int64), arrays["attention_mask"].astype(np.int64)), stats
+    return Blocks(
+        arrays["input_ids"].astype(np.int64),
+        arrays["word_ids"].astype(np.int64),
+        arrays["attention_mask"].astype(np.int64),
+    ), stats
 
 
 class MaskedBlocks:
@@ -194,7 +203,3 @@ class MaskedBlocks:
             glob[0] = 1
             item["global_attention_mask"] = glob
         return item
-
-
-def steps_per_epoch(n_blocks: int, batch_size: int, grad_accum: int, world_size: int) -> int:
-    return max(1, math.ceil(n_blocks / (batch_size * world_size)) // grad_accum)

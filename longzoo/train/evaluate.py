@@ -10,7 +10,6 @@ a short model is not penalised for cut-off context more than it must be.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -49,7 +48,9 @@ def load_mlm(model_dir: str | Path):
 
 def native_length(config) -> int:
     """Content length of one input for this model: Longformer or short base alike."""
-    offset = config.pad_token_id + 1 if config.model_type in ("longformer", "roberta", "xlm-roberta", "camembert") else 0
+    offset = (
+        config.pad_token_id + 1 if config.model_type in ("longformer", "roberta", "xlm-roberta", "camembert") else 0
+    )
     return config.max_position_embeddings - offset
 
 
@@ -111,7 +112,7 @@ def document_masks(docs: list[TokenizedDoc], tokenizer, mlm_prob: float, seed: i
 def _scored_windows(docs, tokenizer, content: int, mlm_prob: float, seed: int):
     """``(input_ids, labels, chars)`` per window; labels only where the token is scored."""
     stride = max(1, content // 2)
-    for doc, (inputs, labels) in zip(docs, document_masks(docs, tokenizer, mlm_prob, seed)):
+    for doc, (inputs, labels) in zip(docs, document_masks(docs, tokenizer, mlm_prob, seed), strict=True):
         n = len(inputs)
         start = 0
         while True:
@@ -165,7 +166,3 @@ def _score(model, tokenizer, windows, batch_size: int):
     finally:
         hf_logging.set_verbosity(level)
     return nats, correct, predicted, chars
-
-
-def format_metrics(metrics: dict) -> str:
-    return json.dumps(metrics, ensure_ascii=False)

@@ -24,8 +24,17 @@ from longzoo.train.masking import resolve_mode
 CHECKPOINTS = "checkpoints"
 CACHE = "cache"
 LOSS_PLOT = "loss.png"
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                    "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model")
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+)
 
 
 @dataclass(frozen=True)
@@ -156,12 +165,32 @@ def pretrain(
     frozen = _freeze_unused_global_projections(model, options.global_attention)
 
     with args.main_process_first(desc="tokenizing"), steps.step("Tokenizing and packing the corpus"):
-        train_blocks, train_stats, mode = _packed(corpora, train_docs, tokenizer, model_dir, seq_len, options, out, args)
-        eval_blocks = _packed(eval_corpora, eval_docs, tokenizer, model_dir, seq_len, options, out, args)[0] if eval_docs else None
-    train_set = MaskedBlocks(train_blocks, tokenizer, mlm_prob=options.mlm_prob, seed=options.seed,
-                             global_cls=options.global_attention == "cls")
-    eval_set = (MaskedBlocks(eval_blocks, tokenizer, mlm_prob=options.mlm_prob, seed=options.seed + 1,
-                             global_cls=options.global_attention == "cls") if eval_blocks is not None else None)
+        train_blocks, train_stats, mode = _packed(
+            corpora, train_docs, tokenizer, model_dir, seq_len, options, out, args
+        )
+        eval_blocks = (
+            _packed(eval_corpora, eval_docs, tokenizer, model_dir, seq_len, options, out, args)[0]
+            if eval_docs
+            else None
+        )
+    train_set = MaskedBlocks(
+        train_blocks,
+        tokenizer,
+        mlm_prob=options.mlm_prob,
+        seed=options.seed,
+        global_cls=options.global_attention == "cls",
+    )
+    eval_set = (
+        MaskedBlocks(
+            eval_blocks,
+            tokenizer,
+            mlm_prob=options.mlm_prob,
+            seed=options.seed + 1,
+            global_cls=options.global_attention == "cls",
+        )
+        if eval_blocks is not None
+        else None
+    )
 
     from longzoo.train.callbacks import EpochCallback, StepsCallback
 
@@ -216,7 +245,9 @@ def pretrain(
         "wwm": {"jieba": "whole words (jieba)", "tokenizer": "whole words (tokenizer words)", "none": "tokens"}[mode],
         "new_lm_head": new_head,
         "global_attention": options.global_attention,
-        "global_projections": "trained" if options.global_attention == "cls" else "copied again from q/k/v after training",
+        "global_projections": "trained"
+        if options.global_attention == "cls"
+        else "copied again from q/k/v after training",
         "frozen": frozen,
         "hyperparameters": _hyperparameters(options, args, seq_len),
         "options": asdict(options),
@@ -227,7 +258,8 @@ def pretrain(
         "loss_curve": _loss_curve(trainer.state.log_history),
         "loss_plot": LOSS_PLOT,
         "eval": {"corpus": ", ".join(corpus_name(c) for c in eval_corpora), "before": eval_before, "after": eval_after}
-        if eval_corpora else None,
+        if eval_corpora
+        else None,
     }
     with steps.step("Saving the pretrained model"):
         manifest = _publish(model, model_dir, out, record)
@@ -253,7 +285,9 @@ def _prepare_output(out: Path, resume: bool, force: bool) -> None:
             raise LongzooError(f"{out}: nothing to resume (no {CHECKPOINTS}/ folder)")
     elif out.is_dir() and any(out.iterdir()):
         if not force:
-            raise LongzooError(f"{out}: folder exists and is not empty; pass --resume to continue or --force to restart")
+            raise LongzooError(
+                f"{out}: folder exists and is not empty; pass --resume to continue or --force to restart"
+            )
         shutil.rmtree(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -272,7 +306,9 @@ def _load_mlm(model_dir: Path):
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the new head of an encoder-only model is reported below
     try:
-        model, info = LongformerForMaskedLM.from_pretrained(model_dir, output_loading_info=True, tie_word_embeddings=True)
+        model, info = LongformerForMaskedLM.from_pretrained(
+            model_dir, output_loading_info=True, tie_word_embeddings=True
+        )
     finally:
         hf_logging.set_verbosity(level)
     missing = set(info["missing_keys"])
@@ -321,14 +357,16 @@ def _packed(specs, documents, tokenizer, model_dir, seq_len, options, out, args)
     stats = []
     for spec in specs:
         name = corpus_name(spec)
-        mine = [(d, t) for d, t in zip(documents, docs) if d.source == name]
-        stats.append({
-            "name": name,
-            "hub_dataset": None if Path(spec).expanduser().exists() else spec,
-            "documents": len(mine),
-            "tokens": int(sum(len(t.ids) for _, t in mine)),
-            "characters": int(sum(len(d.text) for d, _ in mine)),
-        })
+        mine = [(d, t) for d, t in zip(documents, docs, strict=True) if d.source == name]
+        stats.append(
+            {
+                "name": name,
+                "hub_dataset": None if Path(spec).expanduser().exists() else spec,
+                "documents": len(mine),
+                "tokens": int(sum(len(t.ids) for _, t in mine)),
+                "characters": int(sum(len(d.text) for d, _ in mine)),
+            }
+        )
     if args.process_index == 0:
         cache.parent.mkdir(parents=True, exist_ok=True)
         save_blocks(blocks, {"corpora": stats, "blocks": len(blocks)}, cache)
@@ -341,8 +379,15 @@ def _evaluate(model, tokenizer, eval_corpora, seq_len, options) -> dict:
     was_training = model.training
     model.eval()
     try:
-        return evaluate(None, eval_corpora, seq_len=seq_len, wwm=options.wwm, mlm_prob=options.mlm_prob,
-                        model=model, tokenizer=tokenizer)
+        return evaluate(
+            None,
+            eval_corpora,
+            seq_len=seq_len,
+            wwm=options.wwm,
+            mlm_prob=options.mlm_prob,
+            model=model,
+            tokenizer=tokenizer,
+        )
     finally:
         model.train(was_training)
 

