@@ -9,9 +9,23 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["LongformerZh", "LongzooError", "__version__", "convert", "load"]
+__all__ = [
+    "LongformerZh",
+    "LongzooError",
+    "__version__",
+    "convert",
+    "load",
+    "use_fast_attention",
+    "use_reference_attention",
+]
 
-_LAZY = {"convert": "longzoo.converters", "LongformerZh": "longzoo.zoo", "load": "longzoo.zoo"}
+_LAZY = {
+    "convert": "longzoo.converters",
+    "LongformerZh": "longzoo.zoo",
+    "load": "longzoo.zoo",
+    "use_fast_attention": "longzoo.attention",
+    "use_reference_attention": "longzoo.attention",
+}
 
 
 def __getattr__(name):

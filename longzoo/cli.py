@@ -212,6 +212,7 @@ def pretrain(
     global_attention: Annotated[str, typer.Option("--global-attention", help="none or cls.")] = "none",
     save_steps: Annotated[Optional[int], typer.Option("--save-steps", help="Checkpoint every N steps.")] = None,
     logging_steps: Annotated[Optional[int], typer.Option("--logging-steps", help="Log every N steps.")] = None,
+    attention: Annotated[str, typer.Option("--attention", help="fast (exact, blocked SDPA) or reference.")] = "fast",
 ) -> None:
     """Continue MLM pretraining on long documents (Trainer; works under torchrun / accelerate)."""
     from longzoo.progress import Steps
@@ -236,6 +237,7 @@ def pretrain(
         global_attention=global_attention,
         save_steps=save_steps,
         logging_steps=logging_steps,
+        attention=attention,
     )
     try:
         result = run_pretrain(
@@ -267,6 +269,7 @@ def evaluate(
     corpus: Annotated[list[str], typer.Option("--corpus", help="Held-out text; repeatable.")],
     seq_len: Annotated[Optional[int], typer.Option("--seq-len", help="Window; default: the model's length.")] = None,
     wwm: Annotated[str, typer.Option("--wwm", help="auto, jieba or none (masks are fixed by a seed).")] = "auto",
+    attention: Annotated[str, typer.Option("--attention", help="fast (exact, blocked SDPA) or reference.")] = "fast",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Masked-LM loss, bits per token and per character, and accuracy on held-out text."""
@@ -277,7 +280,9 @@ def evaluate(
     _quiet_transformers()
 
     try:
-        metrics = run_evaluate(model_dir, corpus, seq_len=seq_len, wwm=wwm)
+        if attention not in ("fast", "reference"):
+            raise LongzooError("--attention must be fast or reference")
+        metrics = run_evaluate(model_dir, corpus, seq_len=seq_len, wwm=wwm, attention=attention)
     except LongzooError as exc:
         _fail(str(exc))
     if as_json:

@@ -37,9 +37,14 @@ def record_step(folder: str | Path, step: str, record: dict) -> dict:
     manifest = read_manifest(folder)
     manifest["format"] = FORMAT
     manifest[step] = record
-    manifest["history"].append({"step": step, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    manifest["history"].append(history_entry(step))
     write_manifest(folder, manifest)
     return manifest
+
+
+def history_entry(step: str) -> dict:
+    """One ``history`` line: the step and when it finished (UTC)."""
+    return {"step": step, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def write_manifest(folder: str | Path, manifest: dict) -> None:

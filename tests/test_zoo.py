@@ -262,3 +262,22 @@ def test_load_converts_a_legacy_layout_once(tmp_path, monkeypatch):
     assert len(cached) == 1
     LongformerZh.from_pretrained(folder, allow_pickle=True)
     assert list((tmp_path / "home" / ".cache" / "longzoo" / "stock").iterdir()) == cached
+
+
+def test_multiple_choice_head_marks_each_question(converted):
+    folder = converted["bert-zh-mlm"].out
+    tok = LongformerZh.tokenizer(folder)
+    model = LongformerZh.for_multiple_choice(folder).eval()
+    questions, choices = ["小城的桥", "小城的桥"], ["修缮了", "重建了"]
+    batch = tok(questions, choices, padding=True, return_tensors="pt")
+    batch = {k: v.unsqueeze(0) for k, v in batch.items()}  # (batch 1, 2 choices, length)
+    seen = []
+    model.longformer.register_forward_pre_hook(
+        lambda m, a, k: seen.append(k["global_attention_mask"]), with_kwargs=True
+    )
+    with torch.no_grad():
+        logits = model(**batch).logits
+    assert logits.shape == (1, 2)
+    first_sep = batch["input_ids"][0, 0].tolist().index(tok.sep_token_id)
+    assert seen[0].shape == (2, batch["input_ids"].shape[-1])
+    assert (seen[0][:, : first_sep + 1] == 1).all() and (seen[0][:, first_sep + 1 :] == 0).all()

@@ -23,8 +23,12 @@ from longzoo.train.masking import IGNORE_INDEX, apply_mask, random_pool, resolve
 EVAL_SEED = 20_040_515  # fixed, so that runs compare
 
 
-def load_mlm(model_dir: str | Path):
-    """Model and tokenizer of a folder with a masked-LM head (Longformer or a short base)."""
+def load_mlm(model_dir: str | Path, attention: str = "fast"):
+    """Model and tokenizer of a folder with a masked-LM head (Longformer or a short base).
+
+    A Longformer computes its attention with longzoo's fast path unless ``attention`` is
+    ``"reference"``; a short base model is used as it is.
+    """
     from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -43,6 +47,10 @@ def load_mlm(model_dir: str | Path):
     head_missing = [k for k in info["missing_keys"] if "lm_head" in k or "cls.predictions" in k]
     if head_missing:
         raise LongzooError(f"{model_dir}: the model has no MLM head to evaluate (encoder-only)")
+    if attention == "fast" and config.model_type == "longformer":
+        from longzoo.attention import use_fast_attention
+
+        use_fast_attention(model)
     return model.eval(), AutoTokenizer.from_pretrained(folder)
 
 
@@ -63,6 +71,7 @@ def evaluate(
     mlm_prob: float = 0.15,
     seed: int = EVAL_SEED,
     batch_size: int = 2,
+    attention: str = "fast",
     model=None,
     tokenizer=None,
 ) -> dict:
@@ -73,7 +82,7 @@ def evaluate(
     predicted token, the Longformer paper's "BPC").
     """
     if model is None:
-        model, tokenizer = load_mlm(model_dir)
+        model, tokenizer = load_mlm(model_dir, attention)
     limit = native_length(model.config)
     window = min(seq_len or limit, limit)
     if seq_len and seq_len > limit:

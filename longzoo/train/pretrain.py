@@ -14,13 +14,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from longzoo.errors import LongzooError
-from longzoo.manifest import MANIFEST, read_manifest, write_manifest
+from longzoo.manifest import MANIFEST, history_entry, read_manifest, write_manifest
 from longzoo.outputs import write_text_atomic
 from longzoo.progress import Steps
 from longzoo.train.corpus import corpus_name, read_corpus
 from longzoo.train.data import MaskedBlocks, corpus_fingerprint, load_blocks, pack, save_blocks, tokenize_documents
 from longzoo.train.masking import resolve_mode
 
+ATTENTION = ("fast", "reference")
 CHECKPOINTS = "checkpoints"
 CACHE = "cache"
 LOSS_PLOT = "loss.png"
@@ -60,6 +61,7 @@ class PretrainOptions:
     save_steps: int | None = None
     logging_steps: int | None = None
     eval_steps: int | None = None
+    attention: str = "fast"  # longzoo's exact blocked-SDPA attention, or transformers' own
 
     def validate(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum"):
@@ -73,6 +75,8 @@ class PretrainOptions:
             raise LongzooError("choose one of --bf16 and --fp16")
         if self.global_attention not in ("none", "cls"):
             raise LongzooError("--global-attention must be none or cls")
+        if self.attention not in ATTENTION:
+            raise LongzooError(f"--attention must be one of {', '.join(ATTENTION)}")
 
 
 @dataclass
@@ -162,6 +166,10 @@ def pretrain(
     )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model, new_head = _load_mlm(model_dir)
+    if options.attention == "fast":
+        from longzoo.attention import use_fast_attention
+
+        use_fast_attention(model)  # same parameters: checkpoints stay stock
     frozen = _freeze_unused_global_projections(model, options.global_attention)
 
     with args.main_process_first(desc="tokenizing"), steps.step("Tokenizing and packing the corpus"):
@@ -429,7 +437,7 @@ def _publish(model, model_dir: Path, out: Path, record: dict) -> dict:
     manifest = read_manifest(model_dir)
     manifest["pretrain"] = record
     manifest.pop("eval", None)  # an earlier `longzoo eval` described the model before training
-    manifest["history"].append({"step": "pretrain", "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    manifest["history"].append(history_entry("pretrain"))
     write_manifest(staging, manifest)
     if "convert" in manifest:
         render_card(staging, strict=False, folder_name=out.name)

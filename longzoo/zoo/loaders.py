@@ -61,11 +61,14 @@ def load(
     *,
     revision: str | None = None,
     allow_pickle: bool = False,
+    fast_attention: bool = False,
     **kwargs,
 ):
     """A stock transformers Longformer for ``task`` (see :data:`TASKS`), from any long layout.
 
-    ``kwargs`` go to ``from_pretrained`` (``num_labels=...``, ``dtype=...``).
+    ``fast_attention=True`` computes attention with :func:`longzoo.use_fast_attention`
+    (same numbers, same parameters).  ``kwargs`` go to ``from_pretrained``
+    (``num_labels=...``, ``dtype=...``).
     """
     import transformers
 
@@ -73,6 +76,10 @@ def load(
         raise LongzooError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
     folder = stock_folder(id_or_dir, revision=revision, allow_pickle=allow_pickle)
     model = getattr(transformers, TASKS[task]).from_pretrained(folder, **kwargs)
+    if fast_attention:
+        from longzoo.attention import use_fast_attention
+
+        use_fast_attention(model)
     if task not in ("masked-lm", "feature-extraction"):
         attach_global_attention(model, task)
     return model

@@ -1,0 +1,126 @@
+"""longzoo's fast attention against transformers' LongformerSelfAttention, in one run.
+
+For each length (default 1k, 2k, 4k, 8k, 16k tokens; window 512, batch 1, fp32, one
+global token) and each implementation, a fresh process times the forward pass and the
+forward+backward pass of
+
+* one roberta-base-sized layer's self-attention (hidden 768, 12 heads), and
+* a full small model (LongformerForMaskedLM, 4 layers, hidden 256, 4 heads),
+
+and reports the median time of ``--repeat`` runs and the peak memory the work added
+(``VmHWM`` minus the resident size before it; CPU).  Ratios are reference / fast.
+
+    python benchmarks/attention.py [--lengths 1024 2048 4096 8192 16384] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+CHILD = r"""
+import json, statistics, sys, time
+import torch
+from transformers import LongformerConfig, LongformerForMaskedLM
+from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
+from longzoo.attention import FastLongformerSelfAttention
+
+def status(key):
+    return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) / 1024
+
+target, impl, length, repeat = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+cls = FastLongformerSelfAttention if impl == "fast" else LongformerSelfAttention
+torch.manual_seed(0)
+if target == "layer":
+    config = LongformerConfig(hidden_size=768, num_attention_heads=12, attention_window=[512], num_hidden_layers=1,
+                              attention_probs_dropout_prob=0.0)
+    module = LongformerSelfAttention(config, 0)
+    module.__class__ = cls
+    hidden = torch.randn(1, length, 768)
+    glob = torch.zeros(1, length, dtype=torch.bool); glob[0, 0] = True
+    mask = torch.zeros(1, length); mask[0, 0] = 10000.0
+    def step(backward):
+        h = hidden.clone().requires_grad_(backward)
+        out = module(h, attention_mask=mask, is_index_masked=torch.zeros_like(glob), is_index_global_attn=glob,
+                     is_global_attn=True)[0]
+        if backward:
+            out.sum().backward()
+else:
+    config = LongformerConfig(hidden_size=256, num_attention_heads=4, intermediate_size=1024, num_hidden_layers=4,
+                              attention_window=512, max_position_embeddings=length + 2, vocab_size=30000,
+                              attention_probs_dropout_prob=0.0, hidden_dropout_prob=0.0)
+    module = LongformerForMaskedLM(config)
+    for m in module.modules():
+        if isinstance(m, LongformerSelfAttention):
+            m.__class__ = cls
+    ids = torch.randint(5, 30000, (1, length))
+    glob = torch.zeros_like(ids); glob[0, 0] = 1
+    def step(backward):
+        module.zero_grad(set_to_none=True)
+        with torch.set_grad_enabled(backward):
+            out = module(input_ids=ids, global_attention_mask=glob, labels=ids if backward else None)
+            if backward:
+                out.loss.backward()
+result = {}
+for mode, backward in (("forward", False), ("forward+backward", True)):
+    with torch.set_grad_enabled(backward):
+        step(backward)  # warm-up
+    before = status("VmRSS")
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        with torch.set_grad_enabled(backward):
+            step(backward)
+        times.append(time.perf_counter() - start)
+    result[mode] = {"ms": statistics.median(times) * 1000, "peak_mib": status("VmHWM") - before}
+print(json.dumps(result))
+"""
+
+
+def measure(target: str, impl: str, length: int, repeat: int) -> dict | None:
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, target, impl, str(length), str(repeat)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        print(
+            f"  {target} {impl} {length}: failed ({proc.stderr.strip().splitlines()[-1] if proc.stderr else proc.returncode})"
+        )
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--targets", nargs="+", default=["layer", "model"])
+    args = parser.parse_args()
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, batch 1, window 512, one global token")
+    for target in args.targets:
+        print(
+            f"\n### {'one roberta-base-sized self-attention layer' if target == 'layer' else 'LongformerForMaskedLM, 4 layers, hidden 256'}\n"
+        )
+        print(
+            "| tokens | pass | reference ms | fast ms | speed-up | reference peak MiB | fast peak MiB | memory ratio |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        for length in args.lengths:
+            ref = measure(target, "reference", length, args.repeat)
+            fast = measure(target, "fast", length, args.repeat)
+            if not ref or not fast:
+                continue
+            for mode in ("forward", "forward+backward"):
+                r, f = ref[mode], fast[mode]
+                print(
+                    f"| {length} | {mode} | {r['ms']:.0f} | {f['ms']:.0f} | {r['ms'] / f['ms']:.2f}x | "
+                    f"{r['peak_mib']:.0f} | {f['peak_mib']:.0f} | {f['peak_mib'] / max(r['peak_mib'], 1):.2f} |",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()

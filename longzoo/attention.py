@@ -1,0 +1,171 @@
+"""A faster, exact computation for transformers' ``LongformerSelfAttention``.
+
+transformers computes the sliding window with chunked matmuls that pad heavily and
+barely speed up with smaller windows.  Here each block of ``w`` queries (``w`` = the
+one-sided window) attends, through ``scaled_dot_product_attention``, to the three key
+blocks around it plus the row's global tokens, with an exact boolean band mask — the same
+function as transformers' (two-sided window, padding, global tokens that attend to all
+and are attended by all with their own ``*_global`` projections, per-layer windows,
+dropout on the attention probabilities), at a fraction of the work.
+
+``use_fast_attention(model)`` swaps the class of every ``LongformerSelfAttention`` in a
+model to :class:`FastLongformerSelfAttention`, which keeps the parameters (and so the
+checkpoint format) and only replaces ``forward``; ``use_reference_attention`` swaps back.
+Calls that ask for ``output_attentions`` use the reference computation.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
+
+from longzoo.errors import LongzooError
+
+BACKENDS = ("auto", "sdpa")
+
+
+class FastLongformerSelfAttention(LongformerSelfAttention):
+    """``LongformerSelfAttention`` with a blocked-SDPA forward; same parameters."""
+
+    def forward(
+        self,
+        hidden_states,
+        attention_mask=None,
+        is_index_masked=None,
+        is_index_global_attn=None,
+        is_global_attn=None,
+        output_attentions=False,
+    ):
+        if output_attentions:
+            return super().forward(
+                hidden_states, attention_mask, is_index_masked, is_index_global_attn, is_global_attn, output_attentions
+            )
+        return (band_attention(self, hidden_states, is_index_masked, is_index_global_attn, bool(is_global_attn)),)
+
+
+def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    batch, length, _ = x.shape
+    return x.view(batch, length, num_heads, -1).transpose(1, 2)  # (B, H, L, d)
+
+
+def band_attention(attn, hidden, is_masked, is_global, has_global: bool) -> torch.Tensor:
+    """Longformer self-attention of one layer, computed block by block with SDPA.
+
+    ``hidden`` is (B, L, D); ``is_masked`` / ``is_global`` are (B, L) booleans (padding,
+    global tokens) as transformers' encoder computes them.  Returns (B, L, D).
+    """
+    batch, length, dim = hidden.shape
+    w = attn.one_sided_attn_window_size
+    heads = attn.num_heads
+    dropout = attn.dropout if attn.training else 0.0
+    q = _heads(attn.query(hidden), heads)
+    k = _heads(attn.key(hidden), heads)
+    v = _heads(attn.value(hidden), heads)
+
+    # Pad to whole blocks of w; the padding is masked like transformers' own padding.
+    pad = (-length) % w
+    if pad:
+        q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
+        is_masked = F.pad(is_masked, (0, pad), value=True)
+        is_global = F.pad(is_global, (0, pad), value=False)
+    total = length + pad
+    blocks = total // w
+
+    # Keys of block t: blocks t-1, t, t+1 (zero blocks beyond the ends, masked below).
+    def windows(t):
+        padded = F.pad(t, (0, 0, w, w))  # (B, H, total + 2w, d)
+        return padded.unfold(2, 3 * w, w).transpose(-1, -2)  # (B, H, blocks, 3w, d)
+
+    k_win, v_win = windows(k), windows(v)
+    # Which keys each query may see: |i - j| <= w, j inside the sequence, j neither padding
+    # nor global (transformers takes global keys out of the band and adds them in front).
+    i = torch.arange(w, device=hidden.device)[:, None]
+    j = torch.arange(3 * w, device=hidden.device)[None, :] - w
+    band = (j - i).abs() <= w  # (w, 3w), the same for every block
+    key_pos = torch.arange(blocks, device=hidden.device)[:, None] * w + torch.arange(-w, 2 * w, device=hidden.device)
+    inside = (key_pos >= 0) & (key_pos < total)  # (blocks, 3w)
+    removed = is_masked | is_global  # (B, total)
+    removed_win = F.pad(removed, (w, w), value=True).unfold(1, 3 * w, w)  # (B, blocks, 3w)
+    allowed = band[None, None] & (inside[None] & ~removed_win)[:, :, None, :]  # (B, blocks, w, 3w)
+
+    q_blocks = q.reshape(batch, heads, blocks, w, -1)
+    if has_global:
+        counts = is_global.sum(-1)
+        slots = int(counts.max())
+        # positions of each row's global tokens, in order; empty slots point at 0 and are masked
+        order = torch.sort((~is_global).to(torch.int8), dim=-1, stable=True).indices[:, :slots]
+        valid = torch.arange(slots, device=hidden.device)[None] < counts[:, None]  # (B, G)
+        gather = order[:, None, :, None].expand(batch, heads, slots, k.shape[-1])
+        k_glob = torch.gather(k, 2, gather)[:, :, None].expand(-1, -1, blocks, -1, -1)
+        v_glob = torch.gather(v, 2, gather)[:, :, None].expand(-1, -1, blocks, -1, -1)
+        k_win = torch.cat([k_glob, k_win], dim=-2)
+        v_win = torch.cat([v_glob, v_win], dim=-2)
+        allowed = torch.cat([valid[:, None, None, :].expand(-1, blocks, w, -1), allowed], dim=-1)
+    # Padding queries are zeroed afterwards; let them see something so no row is empty.
+    query_masked = is_masked.view(batch, blocks, w)
+    offset = k_win.shape[-2] - 3 * w
+    diagonal = torch.zeros_like(allowed)
+    diagonal[..., torch.arange(w), offset + w + torch.arange(w)] = True
+    allowed = allowed | (diagonal & query_masked[..., None])
+
+    out = F.scaled_dot_product_attention(
+        q_blocks.transpose(1, 2).reshape(batch * blocks, heads, w, -1),
+        k_win.transpose(1, 2).reshape(batch * blocks, heads, k_win.shape[-2], -1),
+        v_win.transpose(1, 2).reshape(batch * blocks, heads, v_win.shape[-2], -1),
+        attn_mask=allowed.reshape(batch * blocks, 1, w, -1),
+        dropout_p=dropout,
+    )  # (B*blocks, H, w, d)
+    out = out.view(batch, blocks, heads, w, -1).permute(0, 1, 3, 2, 4).reshape(batch, total, dim)
+    out = out.masked_fill(is_masked[..., None], 0.0)
+
+    if has_global:
+        out = _global_rows(attn, hidden, out, is_masked[:, :length], is_global[:, :length], dropout)
+    return out[:, :length]
+
+
+def _global_rows(attn, hidden, out, is_masked, is_global, dropout):
+    """Global tokens attend to every non-padding token with the ``*_global`` projections."""
+    heads = attn.num_heads
+    rows, cols = is_global.nonzero(as_tuple=True)
+    counts = is_global.sum(-1)
+    slots = int(counts.max())
+    batch = hidden.shape[0]
+    slot = torch.arange(slots, device=hidden.device)[None] < counts[:, None]
+    picked = hidden.new_zeros(batch, slots, hidden.shape[-1])
+    picked[slot] = hidden[rows, cols]
+    qg = _heads(attn.query_global(picked), heads)
+    kg = _heads(attn.key_global(hidden), heads)
+    vg = _heads(attn.value_global(hidden), heads)
+    mask = (~is_masked)[:, None, None, :]  # padding keys are never attended
+    glob = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=mask, dropout_p=dropout)  # (B, H, G, d)
+    glob = glob.transpose(1, 2).reshape(batch, slots, -1)
+    out = out.clone()
+    out[rows, cols] = glob[slot].to(out.dtype)
+    return out
+
+
+def _self_attention_modules(model):
+    return [m for m in model.modules() if isinstance(m, LongformerSelfAttention)]
+
+
+def use_fast_attention(model, backend: str = "auto"):
+    """Compute every Longformer self-attention of ``model`` with the fast path; returns ``model``.
+
+    Parameters, names and the checkpoint format stay those of transformers.
+    """
+    if backend not in BACKENDS:
+        raise LongzooError(f"attention backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    modules = _self_attention_modules(model)
+    if not modules:
+        raise LongzooError(f"{type(model).__name__} has no Longformer self-attention to speed up")
+    for module in modules:
+        module.__class__ = FastLongformerSelfAttention
+    return model
+
+
+def use_reference_attention(model):
+    """Undo :func:`use_fast_attention`; returns ``model``."""
+    for module in _self_attention_modules(model):
+        module.__class__ = LongformerSelfAttention
+    return model

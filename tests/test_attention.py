@@ -1,0 +1,121 @@
+"""The fast attention path computes what transformers' Longformer computes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LongformerConfig, LongformerForMaskedLM
+from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
+
+from longzoo.attention import FastLongformerSelfAttention, use_fast_attention, use_reference_attention
+from longzoo.errors import LongzooError
+
+
+def tiny_model(windows=(16, 8), dropout=0.0, seed=0):
+    torch.manual_seed(seed)
+    config = LongformerConfig(
+        hidden_size=64,
+        num_hidden_layers=len(windows),
+        num_attention_heads=4,
+        intermediate_size=128,
+        attention_window=list(windows),
+        max_position_embeddings=600,
+        vocab_size=120,
+        attention_probs_dropout_prob=dropout,
+        hidden_dropout_prob=0.0,
+    )
+    model = LongformerForMaskedLM(config)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0, 0.3)  # large weights: any misplaced key or mask shows
+    return model
+
+
+def inputs(length, globals_per_row, batch=3, seed=1):
+    torch.manual_seed(seed)
+    ids = torch.randint(3, 120, (batch, length))
+    mask = torch.ones_like(ids)
+    if batch >= 3:
+        mask[1, length - max(1, length // 5) :] = 0  # right padding
+        mask[2, length // 2 :] = 0
+    glob = torch.zeros_like(ids)
+    for row, count in enumerate(globals_per_row):
+        glob[row, torch.randperm(length // 2)[:count]] = 1
+    return dict(input_ids=ids, attention_mask=mask, global_attention_mask=glob)
+
+
+def run(model, batch, fast: bool, backward: bool = False):
+    (use_fast_attention if fast else use_reference_attention)(model)
+    model.zero_grad()
+    out = model(**batch, labels=batch["input_ids"])
+    if backward:
+        out.loss.backward()
+        return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return out.logits.detach(), {}
+
+
+@pytest.mark.parametrize("length", [16, 37, 64, 100])
+@pytest.mark.parametrize("globals_per_row", [(0, 0, 0), (1, 1, 1), (3, 1, 0), (6, 2, 4)])
+def test_outputs_and_gradients_match_the_reference(length, globals_per_row):
+    model = tiny_model()
+    batch = inputs(length, globals_per_row)
+    ref_out, ref_grads = run(model, batch, fast=False, backward=True)
+    fast_out, fast_grads = run(model, batch, fast=True, backward=True)
+    assert (fast_out - ref_out).abs().max() <= 1e-5
+    assert ref_grads.keys() == fast_grads.keys()
+    for name in ref_grads:
+        assert (fast_grads[name] - ref_grads[name]).abs().max() <= 1e-5, name
+
+
+def test_same_parameters_and_round_trip(tmp_path):
+    model = tiny_model()
+    keys = list(model.state_dict())
+    use_fast_attention(model)
+    assert all(
+        isinstance(m, FastLongformerSelfAttention) for m in model.modules() if isinstance(m, LongformerSelfAttention)
+    )
+    assert list(model.state_dict()) == keys
+    model.save_pretrained(tmp_path)
+    loaded = LongformerForMaskedLM.from_pretrained(tmp_path)  # a stock checkpoint
+    assert type(loaded.longformer.encoder.layer[0].attention.self) is LongformerSelfAttention
+    use_reference_attention(model)
+    assert type(model.longformer.encoder.layer[0].attention.self) is LongformerSelfAttention
+
+
+def test_output_attentions_falls_back_to_the_reference():
+    model = use_fast_attention(tiny_model()).eval()
+    out = model(**inputs(32, (1, 0, 2)), output_attentions=True)
+    assert out.attentions[0].shape[-1] == 16 + 1 + 2  # window + self + global slots, as transformers gives
+
+
+def test_half_precision_close_to_reference():
+    model = tiny_model().to(torch.bfloat16).eval()
+    batch = inputs(48, (2, 0, 1))
+    ref, _ = run(model, batch, fast=False)
+    fast, _ = run(model, batch, fast=True)
+    mask = batch["attention_mask"].bool()
+    assert (fast.float() - ref.float())[mask].abs().max() <= 0.1 * ref.float()[mask].abs().max()
+
+
+def test_dropout_statistics_in_training():
+    """Dropout on the attention probabilities behaves like the reference: same mean, same spread."""
+    model = tiny_model(windows=(16,), dropout=0.3).train()
+    batch = inputs(64, (1,), batch=1)
+    samples = {}
+    for fast in (False, True):
+        (use_fast_attention if fast else use_reference_attention)(model)
+        torch.manual_seed(0)
+        outs = torch.stack([model(**batch).logits.detach() for _ in range(40)])
+        samples[fast] = outs
+    ref, fast = samples[False], samples[True]
+    # per-element means agree (up to sampling noise), and so does the overall spread
+    assert (ref.mean(0) - fast.mean(0)).abs().mean() < 0.1 * ref.mean(0).abs().mean()
+    spread_ref, spread_fast = ref.std(0).mean(), fast.std(0).mean()
+    assert spread_ref > 0 and abs(spread_fast - spread_ref) < 0.05 * spread_ref
+
+
+def test_refuses_models_without_longformer_attention():
+    with pytest.raises(LongzooError, match="no Longformer self-attention"):
+        use_fast_attention(torch.nn.Linear(2, 2))
+    with pytest.raises(LongzooError, match="backend"):
+        use_fast_attention(tiny_model(), backend="flash")
