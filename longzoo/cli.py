@@ -254,12 +254,7 @@ def pretrain(
         _fail(str(exc))
     if result.manifest:
         out.print(f"trained {result.steps} steps, final train loss {result.train_loss:.4f}")
-        if result.eval_before and result.eval_after:
-            before, after = result.eval_before, result.eval_after
-            out.print(
-                f"eval bits/token {before['bpc']:.4f} -> {after['bpc']:.4f}, MLM accuracy "
-                f"{before['mlm_accuracy']:.4f} -> {after['mlm_accuracy']:.4f}"
-            )
+        _print_eval_change(result.eval_before, result.eval_after)
         out.print(f"wrote {result.out}")
 
 
@@ -398,11 +393,18 @@ def zoo_build(
         _fail(str(exc))
     if result.skipped:
         out.print(f"already done, skipped: {', '.join(result.skipped)}")
-    if result.eval_before and result.eval_after:
-        out.print(f"eval bits/token {result.eval_before['bpc']:.4f} -> {result.eval_after['bpc']:.4f}")
+    _print_eval_change(result.eval_before, result.eval_after)
     out.print(f"built {result.pretrained}")
     if result.repo_url:
         out.print(result.repo_url)
+
+
+def _print_eval_change(before: dict | None, after: dict | None) -> None:
+    if before and after:
+        out.print(
+            f"eval bits/token {before['bpc']:.4f} -> {after['bpc']:.4f}, MLM accuracy "
+            f"{before['mlm_accuracy']:.4f} -> {after['mlm_accuracy']:.4f}"
+        )
 
 
 def _print_summary(result) -> None:

@@ -22,6 +22,13 @@ def invoke(*args: str):
     return runner.invoke(app, ["convert", *args])
 
 
+def invoke_tiny(base, out, *extra: str):
+    """convert at the test sizes."""
+    return invoke(
+        "--base", str(base), "--max-pos", str(MAX_POS), "--attention-window", str(WINDOW), "--out", str(out), *extra
+    )
+
+
 def assert_one_line_error(result, *fragments: str) -> None:
     assert result.exit_code != 0
     lines = result.stderr.strip().splitlines()
@@ -60,16 +67,7 @@ def test_help_lists_every_option():
 
 
 def test_convert_prints_the_parity_report(base_models, out):
-    result = invoke(
-        "--base",
-        str(base_models["bert-zh-mlm"]),
-        "--max-pos",
-        str(MAX_POS),
-        "--attention-window",
-        str(WINDOW),
-        "--out",
-        str(out),
-    )
+    result = invoke_tiny(base_models["bert-zh-mlm"], out)
     assert result.exit_code == 0, result.stderr
     assert "passed" in result.output and "parity at 33 tokens" in result.output
     parity = json.loads((out / "longzoo.json").read_text())["convert"]["parity"]
@@ -107,10 +105,7 @@ def test_corrupt_weights(base_copy, out, damage):
     weights = folder / "model.safetensors"
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2] if damage == "truncate" else os.urandom(4096))
-    result = invoke(
-        "--base", str(folder), "--max-pos", str(MAX_POS), "--attention-window", str(WINDOW), "--out", str(out)
-    )
-    assert_one_line_error(result, "corrupt or truncated", "model.safetensors")
+    assert_one_line_error(invoke_tiny(folder, out), "corrupt or truncated", "model.safetensors")
 
 
 def test_unsupported_architecture(tmp_path, out):
@@ -129,16 +124,7 @@ def test_existing_output_needs_force(base_models, tmp_path):
     target = tmp_path / "model"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
-    result = invoke(
-        "--base",
-        str(base_models["bert-encoder"]),
-        "--max-pos",
-        str(MAX_POS),
-        "--attention-window",
-        str(WINDOW),
-        "--out",
-        str(target),
-    )
+    result = invoke_tiny(base_models["bert-encoder"], target)
     assert_one_line_error(result, "not empty", "--force")
     assert (target / "keep.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
@@ -153,16 +139,7 @@ def test_unwritable_output(base_models, tmp_path):
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
         target = locked / "model"
-    result = invoke(
-        "--base",
-        str(base_models["bert-encoder"]),
-        "--max-pos",
-        str(MAX_POS),
-        "--attention-window",
-        str(WINDOW),
-        "--out",
-        str(target),
-    )
+    result = invoke_tiny(base_models["bert-encoder"], target)
     assert_one_line_error(result, "cannot write here")
 
 

@@ -56,6 +56,27 @@ _WIKITEXT = "Salesforce/wikitext:wikitext-103-raw-v1"
 RECIPES: dict[str, Recipe] = {}
 
 
+def _zh_pretraining(batch_size: int) -> PretrainRecipe:
+    """Longformer_ZH's plan on the offline People's Daily corpus, with jieba whole-word masking."""
+    return PretrainRecipe(
+        "peoples-daily-1998",
+        steps=3000,
+        batch_size=batch_size,
+        grad_accum=8,
+        lr=3e-5,
+        warmup=300,
+        wwm="jieba",
+        source=_ZH,
+    )
+
+
+def _wikitext_pretraining(batch_size: int, grad_accum: int) -> PretrainRecipe:
+    """The reference conversion's plan (~2^18 tokens per step at 4096)."""
+    return PretrainRecipe(
+        _WIKITEXT, steps=3000, batch_size=batch_size, grad_accum=grad_accum, lr=3e-5, warmup=500, source=_REFERENCE
+    )
+
+
 def register(recipe: Recipe) -> Recipe:
     """Add ``recipe`` to the zoo; a second entry of the same name is an error."""
     if recipe.name in RECIPES:
@@ -84,9 +105,7 @@ for _recipe in (
         attention_window=512,
         languages=("en",),
         license="mit",
-        pretrain=PretrainRecipe(
-            _WIKITEXT, steps=3000, batch_size=2, grad_accum=32, lr=3e-5, warmup=500, source=_REFERENCE
-        ),
+        pretrain=_wikitext_pretraining(2, 32),
         notes="Reference numbers (bits per token on WikiText-103): roberta-base 2.536, converted before training 2.652.",
     ),
     Recipe(
@@ -97,9 +116,7 @@ for _recipe in (
         attention_window=512,
         languages=("en",),
         license="mit",
-        pretrain=PretrainRecipe(
-            _WIKITEXT, steps=3000, batch_size=1, grad_accum=16, lr=3e-5, warmup=500, source=_REFERENCE
-        ),
+        pretrain=_wikitext_pretraining(1, 16),
         notes="Same recipe at 16k tokens: 4x the tokens per sequence, so a quarter of the sequences per step.",
     ),
     Recipe(
@@ -128,9 +145,7 @@ for _recipe in (
         attention_window=512,
         languages=("zh",),
         license="apache-2.0",
-        pretrain=PretrainRecipe(
-            "peoples-daily-1998", steps=3000, batch_size=2, grad_accum=8, lr=3e-5, warmup=300, wwm="jieba", source=_ZH
-        ),
+        pretrain=_zh_pretraining(2),
         notes="A BERT-architecture 'roberta_zh' checkpoint: BERT keys and positions, BERT tokenizer.",
         tags=("chinese",),
     ),
@@ -142,9 +157,7 @@ for _recipe in (
         attention_window=512,
         languages=("zh",),
         license="apache-2.0",
-        pretrain=PretrainRecipe(
-            "peoples-daily-1998", steps=3000, batch_size=1, grad_accum=8, lr=3e-5, warmup=300, wwm="jieba", source=_ZH
-        ),
+        pretrain=_zh_pretraining(1),
         tags=("chinese",),
     ),
     Recipe(
@@ -155,9 +168,7 @@ for _recipe in (
         attention_window=512,
         languages=("zh",),
         license="apache-2.0",
-        pretrain=PretrainRecipe(
-            "peoples-daily-1998", steps=3000, batch_size=2, grad_accum=8, lr=3e-5, warmup=300, wwm="jieba", source=_ZH
-        ),
+        pretrain=_zh_pretraining(2),
         tags=("chinese",),
     ),
     Recipe(
