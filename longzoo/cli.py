@@ -205,7 +205,9 @@ def pretrain(
     ] = None,
     bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 mixed precision.")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="float16 mixed precision.")] = False,
-    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing")] = False,
+    gradient_checkpointing: Annotated[
+        bool, typer.Option("--gradient-checkpointing", help="Recompute activations to save memory.")
+    ] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest complete checkpoint.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty output folder.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for data order and masks.")] = 42,
