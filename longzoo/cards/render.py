@@ -23,6 +23,7 @@ from longzoo.cards.metadata import PIPELINE_TAGS, validate_metadata
 from longzoo.errors import LongzooError
 from longzoo.manifest import read_manifest, record_step
 from longzoo.outputs import write_text_atomic
+from longzoo.text import chinese_vocabulary
 
 TEMPLATE = Path(__file__).with_name("template.md")
 CARD = "README.md"
@@ -121,18 +122,12 @@ def _settings(folder, name, manifest, language, license, model_name, base_model,
 
 
 def _vocabulary_is_chinese(folder: Path) -> bool:
-    """True for Chinese BERT vocabularies (most entries hold a Han character).
-
-    Multilingual vocabularies (mBERT, XLM-R) also contain Han characters, but only as a
-    small share, so they are not taken for Chinese.
-    """
+    """True for a Chinese BERT vocabulary, read from tokenizer.json (no tokenizer load)."""
     try:
         vocab = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    pieces = vocab.keys() if isinstance(vocab, dict) else [entry[0] for entry in vocab]
-    han = sum(1 for piece in pieces if any("\u4e00" <= ch <= "\u9fff" for ch in piece))
-    return han >= 0.3 * max(len(vocab), 1)
+    return chinese_vocabulary(vocab.keys() if isinstance(vocab, dict) else (entry[0] for entry in vocab))
 
 
 def card_data(manifest: dict, settings: CardSettings):

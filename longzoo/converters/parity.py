@@ -9,12 +9,12 @@ and then runs the converted model once at its full length.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from longzoo.converters.positions import extend_positions
 from longzoo.converters.sample_text import TEXTS
 from longzoo.progress import Steps
+from longzoo.quiet import quiet_transformers
 
 TOLERANCE = 1e-4
 
@@ -22,19 +22,6 @@ TOLERANCE = 1e-4
 def parity_length(window: int, base_length: int) -> int:
     """Longest input on which the converted model must equal the base model."""
     return min(window // 2 + 1, base_length)
-
-
-@contextmanager
-def _quiet_transformers():
-    # Longformer warns on every call that it pads to the window; the user needs the numbers.
-    from transformers.utils import logging
-
-    level = logging.get_verbosity()
-    logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        logging.set_verbosity(level)
 
 
 def _batch(tokenizer, length: int):
@@ -76,7 +63,7 @@ def verify_conversion(
     length = parity_length(options.attention_window, layout.base_length)
     record: dict = {"tolerance": TOLERANCE, "length": length, "compared": "logits" if mlm else "last_hidden_state"}
 
-    with steps.step(f"Verifying parity at {length} tokens"), _quiet_transformers(), torch.inference_mode():
+    with steps.step(f"Verifying parity at {length} tokens"), quiet_transformers(), torch.inference_mode():
         base = auto.from_pretrained(base_dir, dtype=torch.float32).eval()
         if options.dtype != "float32":
             base = base.to(getattr(torch, options.dtype)).float()
@@ -111,7 +98,7 @@ def verify_conversion(
 
     with (
         steps.step(f"Running the converted model at {options.max_pos} tokens"),
-        _quiet_transformers(),
+        quiet_transformers(),
         torch.inference_mode(),
     ):
         long = _long_input(out_tok, options.max_pos)

@@ -40,7 +40,8 @@ class BaseSource:
     revision: str | None = None  # commit sha for Hub snapshots
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:
+    """True for a name the user meant as a local path rather than a Hub id."""
     # A Hub id is "name" or "owner/name"; anything else the user meant as a folder.
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
 
@@ -58,7 +59,7 @@ def resolve_base(name: str, revision: str | None = None, allow_pickle: bool = Fa
         return BaseSource(name=name, path=local.resolve())
     if local.exists():
         raise LongzooError(f"{name}: not a folder")
-    if _looks_like_path(name):
+    if looks_like_path(name):
         raise LongzooError(f"{name}: no such folder")
     return _download(name, revision, allow_pickle)
 

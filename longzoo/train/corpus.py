@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from longzoo.converters.source import looks_like_path
 from longzoo.errors import LongzooError
 
 TEXT_SUFFIXES = (".txt", ".text", ".md")
@@ -70,7 +71,8 @@ def read_corpus(spec: str, *, stream_char_budget: int | None = None) -> list[Doc
 
 
 def _looks_like_path(spec: str) -> bool:
-    return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or bool(Path(spec).suffix)
+    # Like a model path, plus file names: Hub dataset ids carry no ".txt"/".jsonl" suffix.
+    return looks_like_path(spec) or bool(Path(spec).suffix)
 
 
 def _clean(text: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from longzoo.quiet import quiet_transformers
 from longzoo.train.corpus import Document
 from longzoo.train.masking import apply_mask, random_pool, select_words, word_ids_for
 
@@ -24,12 +25,9 @@ class TokenizedDoc:
 
 def tokenize_documents(documents: list[Document], tokenizer, mode: str, batch: int = 64) -> list[TokenizedDoc]:
     """Tokenize every document once, with word ids from the chosen segmenter."""
-    from transformers.utils import logging as hf_logging
 
     out = []
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # long documents exceed model_max_length on purpose
-    try:
+    with quiet_transformers():  # long documents exceed model_max_length on purpose
         for start in range(0, len(documents), batch):
             texts = [d.text for d in documents[start : start + batch]]
             encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
@@ -42,8 +40,6 @@ def tokenize_documents(documents: list[Document], tokenizer, mode: str, batch: i
                         chars=(offsets[:, 1] - offsets[:, 0]).clip(min=0),
                     )
                 )
-    finally:
-        hf_logging.set_verbosity(level)
     return out
 
 

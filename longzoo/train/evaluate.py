@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from longzoo.converters.adapters import ADAPTERS
 from longzoo.errors import LongzooError
+from longzoo.quiet import quiet_transformers
 from longzoo.train.corpus import read_corpus
 from longzoo.train.data import TokenizedDoc, tokenize_documents
 from longzoo.train.masking import IGNORE_INDEX, apply_mask, random_pool, resolve_mode, select_words
@@ -30,20 +32,16 @@ def load_mlm(model_dir: str | Path, attention: str = "fast"):
     ``"reference"``; a short base model is used as it is.
     """
     from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     folder = Path(model_dir)
     if not (folder / "config.json").is_file():
         raise LongzooError(f"{model_dir}: no config.json; not a model folder")
     config = AutoConfig.from_pretrained(folder)
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
     try:
-        model, info = AutoModelForMaskedLM.from_pretrained(folder, output_loading_info=True)
+        with quiet_transformers():
+            model, info = AutoModelForMaskedLM.from_pretrained(folder, output_loading_info=True)
     except ValueError as exc:
         raise LongzooError(f"{model_dir}: {config.model_type} has no masked-LM form ({exc})") from None
-    finally:
-        hf_logging.set_verbosity(level)
     head_missing = [k for k in info["missing_keys"] if "lm_head" in k or "cls.predictions" in k]
     if head_missing:
         raise LongzooError(f"{model_dir}: the model has no MLM head to evaluate (encoder-only)")
@@ -56,10 +54,10 @@ def load_mlm(model_dir: str | Path, attention: str = "fast"):
 
 def native_length(config) -> int:
     """Content length of one input for this model: Longformer or short base alike."""
-    offset = (
-        config.pad_token_id + 1 if config.model_type in ("longformer", "roberta", "xlm-roberta", "camembert") else 0
-    )
-    return config.max_position_embeddings - offset
+    # Longformer and RoBERTa-style bases number real tokens from pad + 1 (see positions.py).
+    adapter = ADAPTERS.get(config.model_type)
+    after_pad = config.model_type == "longformer" or (adapter is not None and adapter.positions_after_pad)
+    return config.max_position_embeddings - (config.pad_token_id + 1 if after_pad else 0)
 
 
 def evaluate(
@@ -144,13 +142,10 @@ def _scored_windows(docs, tokenizer, content: int, mlm_prob: float, seed: int):
 
 def _score(model, tokenizer, windows, batch_size: int):
     import torch
-    from transformers.utils import logging as hf_logging
 
     nats = 0.0
     correct = predicted = chars = 0
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # Longformer warns about padding to its window
-    try:
+    with quiet_transformers():  # Longformer warns about padding to its window
         with torch.inference_mode():
             for start in range(0, len(windows), batch_size):
                 group = windows[start : start + batch_size]
@@ -172,6 +167,4 @@ def _score(model, tokenizer, windows, batch_size: int):
                 nats -= float(picked.gather(1, target[:, None]).sum())
                 correct += int((picked.argmax(-1) == target).sum())
                 predicted += int(where.sum())
-    finally:
-        hf_logging.set_verbosity(level)
     return nats, correct, predicted, chars

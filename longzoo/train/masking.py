@@ -23,26 +23,10 @@ import logging
 import numpy as np
 
 from longzoo.errors import LongzooError
+from longzoo.text import chinese_vocabulary, mostly_han
 
 WWM_MODES = ("auto", "jieba", "none")
 IGNORE_INDEX = -100  # label value the loss skips
-
-
-def _is_han(ch: str) -> bool:
-    return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf"
-
-
-def mostly_han(text: str, share: float = 0.5) -> bool:
-    """True when most non-space characters of ``text`` are Han characters."""
-    chars = [ch for ch in text[:20000] if not ch.isspace()]
-    return bool(chars) and sum(map(_is_han, chars)) >= share * len(chars)
-
-
-def chinese_vocabulary(tokenizer) -> bool:
-    """A Chinese BERT-style vocabulary: at least 30% of its entries hold a Han character."""
-    vocab = tokenizer.get_vocab()
-    han = sum(1 for piece in vocab if any(map(_is_han, piece)))
-    return han >= 0.3 * max(len(vocab), 1)
 
 
 def resolve_mode(mode: str, tokenizer, sample_text: str = "") -> str:
@@ -50,7 +34,7 @@ def resolve_mode(mode: str, tokenizer, sample_text: str = "") -> str:
     if mode not in WWM_MODES:
         raise LongzooError(f"--wwm must be one of {', '.join(WWM_MODES)}, not {mode!r}")
     if mode == "auto":
-        return "jieba" if chinese_vocabulary(tokenizer) or mostly_han(sample_text) else "tokenizer"
+        return "jieba" if chinese_vocabulary(tokenizer.get_vocab()) or mostly_han(sample_text) else "tokenizer"
     return mode
 
 

@@ -17,6 +17,7 @@ from longzoo.errors import LongzooError
 from longzoo.manifest import MANIFEST, history_entry, read_manifest, write_manifest
 from longzoo.outputs import write_text_atomic
 from longzoo.progress import Steps
+from longzoo.quiet import quiet_transformers
 from longzoo.train.corpus import corpus_name, read_corpus
 from longzoo.train.data import MaskedBlocks, corpus_fingerprint, load_blocks, pack, save_blocks, tokenize_documents
 from longzoo.train.masking import resolve_mode
@@ -309,16 +310,11 @@ def _prepare_output(out: Path, resume: bool, force: bool) -> None:
 def _load_mlm(model_dir: Path):
     """The Longformer with an MLM head; encoder-only models get a new head tied to the embeddings."""
     from transformers import LongformerForMaskedLM
-    from transformers.utils import logging as hf_logging
 
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the new head of an encoder-only model is reported below
-    try:
+    with quiet_transformers():  # the new head of an encoder-only model is reported below
         model, info = LongformerForMaskedLM.from_pretrained(
             model_dir, output_loading_info=True, tie_word_embeddings=True
         )
-    finally:
-        hf_logging.set_verbosity(level)
     missing = set(info["missing_keys"])
     new_head = any(k.startswith("lm_head.") for k in missing)
     backbone_missing = [k for k in missing if not k.startswith("lm_head.")]

@@ -1,0 +1,23 @@
+"""Silencing transformers' logger where its warnings are expected and only noise."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Only errors from transformers inside the block; the previous level is restored.
+
+    Used where longzoo does on purpose what transformers warns about: documents longer
+    than ``model_max_length``, Longformer padding to its window, heads it will report.
+    """
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
