@@ -1,16 +1,19 @@
 """longzoo's fast attention against transformers' LongformerSelfAttention, in one run.
 
 For each length (default 1k, 2k, 4k, 8k, 16k tokens; window 512, batch 1, fp32, one
-global token) and each implementation, a fresh process times the forward pass and the
-forward+backward pass of
+global token) and each implementation — transformers' reference, longzoo's ``sdpa``
+backend and its ``flex`` backend (compiled flex_attention; forward only on CPU, where it
+has no backward; compilation happens in the warm-up pass and is not timed) — a fresh
+process times the forward pass and the forward+backward pass of
 
 * one roberta-base-sized layer's self-attention (hidden 768, 12 heads), and
 * a full small model (LongformerForMaskedLM, 4 layers, hidden 256, 4 heads),
 
-and reports the median time of ``--repeat`` runs and the peak memory the work added
-(``VmHWM`` minus the resident size before it; CPU).  Ratios are reference / fast.
+and reports the median time of ``--repeat`` runs and the peak memory the timed passes
+added (the kernel's high-water mark is reset after the warm-up, then ``VmHWM`` minus the
+resident size before the timed passes; CPU).  Ratios are reference / longzoo.
 
-    python benchmarks/attention.py [--lengths 1024 2048 4096 8192 16384] [--repeat 3]
+    python benchmarks/attention.py [--lengths 1024 2048 4096 8192 16384] [--repeat 3] [--backends sdpa flex]
 """
 
 from __future__ import annotations
@@ -31,13 +34,18 @@ def status(key):
     return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) / 1024
 
 target, impl, length, repeat = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-cls = FastLongformerSelfAttention if impl == "fast" else LongformerSelfAttention
+cls = LongformerSelfAttention if impl == "reference" else FastLongformerSelfAttention
+
+def swap(m):
+    m.__class__ = cls
+    if impl != "reference":
+        m._longzoo_backend = impl
 torch.manual_seed(0)
 if target == "layer":
     config = LongformerConfig(hidden_size=768, num_attention_heads=12, attention_window=[512], num_hidden_layers=1,
                               attention_probs_dropout_prob=0.0)
     module = LongformerSelfAttention(config, 0)
-    module.__class__ = cls
+    swap(module)
     hidden = torch.randn(1, length, 768)
     glob = torch.zeros(1, length, dtype=torch.bool); glob[0, 0] = True
     mask = torch.zeros(1, length); mask[0, 0] = 10000.0
@@ -54,7 +62,7 @@ else:
     module = LongformerForMaskedLM(config)
     for m in module.modules():
         if isinstance(m, LongformerSelfAttention):
-            m.__class__ = cls
+            swap(m)
     ids = torch.randint(5, 30000, (1, length))
     glob = torch.zeros_like(ids); glob[0, 0] = 1
     def step(backward):
@@ -64,9 +72,14 @@ else:
             if backward:
                 out.loss.backward()
 result = {}
-for mode, backward in (("forward", False), ("forward+backward", True)):
+modes = (("forward", False), ("forward+backward", True))
+if impl == "flex" and not torch.cuda.is_available():
+    modes = modes[:1]  # flex_attention has no CPU backward
+for mode, backward in modes:
     with torch.set_grad_enabled(backward):
-        step(backward)  # warm-up
+        step(backward)  # warm-up (and compilation)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM: the peak below is the timed passes', not the warm-up's
     before = status("VmRSS")
     times = []
     for _ in range(repeat):
@@ -96,6 +109,7 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--targets", nargs="+", default=["layer", "model"])
+    parser.add_argument("--backends", nargs="+", default=["sdpa", "flex"], choices=["sdpa", "flex"])
     args = parser.parse_args()
     import torch
 
@@ -105,21 +119,26 @@ def main() -> None:
             f"\n### {'one roberta-base-sized self-attention layer' if target == 'layer' else 'LongformerForMaskedLM, 4 layers, hidden 256'}\n"
         )
         print(
-            "| tokens | pass | reference ms | fast ms | speed-up | reference peak MiB | fast peak MiB | memory ratio |"
+            "| tokens | pass | backend | reference ms | longzoo ms | speed-up | reference peak MiB "
+            "| longzoo peak MiB | memory ratio |"
         )
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         for length in args.lengths:
             ref = measure(target, "reference", length, args.repeat)
-            fast = measure(target, "fast", length, args.repeat)
-            if not ref or not fast:
+            if not ref:
                 continue
+            results = {backend: measure(target, backend, length, args.repeat) for backend in args.backends}
             for mode in ("forward", "forward+backward"):
-                r, f = ref[mode], fast[mode]
-                print(
-                    f"| {length} | {mode} | {r['ms']:.0f} | {f['ms']:.0f} | {r['ms'] / f['ms']:.2f}x | "
-                    f"{r['peak_mib']:.0f} | {f['peak_mib']:.0f} | {f['peak_mib'] / max(r['peak_mib'], 1):.2f} |",
-                    flush=True,
-                )
+                r = ref[mode]
+                for backend, fast in results.items():
+                    if not fast or mode not in fast:
+                        continue
+                    f = fast[mode]
+                    print(
+                        f"| {length} | {mode} | {backend} | {r['ms']:.0f} | {f['ms']:.0f} | {r['ms'] / f['ms']:.2f}x | "
+                        f"{r['peak_mib']:.0f} | {f['peak_mib']:.0f} | {f['peak_mib'] / max(r['peak_mib'], 1):.2f} |",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,12 @@ function as transformers' (two-sided window, padding, global tokens that attend 
 and are attended by all with their own ``*_global`` projections, per-layer windows,
 dropout on the attention probabilities), at a fraction of the work.
 
+A second backend computes the same band with ``flex_attention`` and a block mask (compiled
+with ``torch.compile``).  It has no dropout and, on CPU, no backward, so it serves CUDA and
+CPU inference; ``auto`` takes it only where it is exact for the call and measured faster
+(CUDA without attention dropout) and the SDPA blocks everywhere else — on this project's
+CPU the SDPA blocks beat compiled flex_attention (see ``BENCHMARKS.md``).
+
 ``use_fast_attention(model)`` swaps the class of every ``LongformerSelfAttention`` in a
 model to :class:`FastLongformerSelfAttention`, which keeps the parameters (and so the
 checkpoint format) and only replaces ``forward``; ``use_reference_attention`` swaps back.
@@ -16,13 +22,17 @@ Calls that ask for ``output_attentions`` use the reference computation.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
 
 from longzoo.errors import LongzooError
 
-BACKENDS = ("auto", "sdpa")
+BACKENDS = ("auto", "sdpa", "flex")
+# flex_attention's tile; the block mask is built at this granularity.
+FLEX_BLOCK = 128
 
 
 class FastLongformerSelfAttention(LongformerSelfAttention):
@@ -41,7 +51,29 @@ class FastLongformerSelfAttention(LongformerSelfAttention):
             return super().forward(
                 hidden_states, attention_mask, is_index_masked, is_index_global_attn, is_global_attn, output_attentions
             )
-        return (band_attention(self, hidden_states, is_index_masked, is_index_global_attn, bool(is_global_attn)),)
+        compute = flex_band_attention if _use_flex(self, hidden_states) else band_attention
+        return (compute(self, hidden_states, is_index_masked, is_index_global_attn, bool(is_global_attn)),)
+
+
+def _flex_exact(module, hidden) -> bool:
+    """flex_attention has no dropout, and no backward on CPU."""
+    if module.training and module.dropout > 0:
+        return False
+    return hidden.device.type == "cuda" or not torch.is_grad_enabled()
+
+
+def _use_flex(module, hidden) -> bool:
+    backend = getattr(module, "_longzoo_backend", "auto")
+    if backend == "sdpa":
+        return False
+    if backend == "flex":
+        if not _flex_exact(module, hidden):
+            raise LongzooError(
+                "the flex attention backend has no attention dropout and no CPU backward; "
+                "use backend 'auto' or 'sdpa' for this call"
+            )
+        return True
+    return hidden.device.type == "cuda" and _flex_exact(module, hidden)
 
 
 def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -124,6 +156,110 @@ def band_attention(attn, hidden, is_masked, is_global, has_global: bool) -> torc
     return out[:, :length]
 
 
+_compiled_flex = None
+
+
+def _flex_attention():
+    global _compiled_flex
+    if _compiled_flex is None:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        _compiled_flex = torch.compile(flex_attention, dynamic=False)
+    return _compiled_flex
+
+
+class _BlockMaskCache:
+    """One block mask per forward pass, shared by the layers with the same window.
+
+    transformers' encoder hands every layer the same padding / global tensors, so the
+    mask is keyed by those objects (held weakly: a freed tensor can never match).
+    """
+
+    def __init__(self):
+        self.key = None
+        self.mask = None
+
+    def get(self, is_masked, is_global, w, build):
+        refs = self.key
+        if refs and refs[0]() is is_masked and refs[1]() is is_global and refs[2] == w:
+            return self.mask
+        self.mask = build()
+        self.key = (weakref.ref(is_masked), weakref.ref(is_global), w)
+        return self.mask
+
+
+_block_masks = _BlockMaskCache()
+
+
+def _band_block_mask(removed, is_global, w: int, total: int):
+    """flex_attention's block mask for the band: which key tiles each query tile needs.
+
+    A tile pair is needed when some query-key pair in it is within ``w`` or the key tile holds
+    a global token; it is *full* (no per-element mask needed) when every pair is within ``w``
+    and no key in it is padding.  Element-level rules are in ``mask_mod``.
+    """
+    from torch.nn.attention.flex_attention import BlockMask
+
+    batch = removed.shape[0]
+    tiles = total // FLEX_BLOCK
+    tile = torch.arange(tiles, device=removed.device)
+    gap = (tile[:, None] - tile[None, :]).abs()
+    near = (gap - 1).clamp(min=0) * FLEX_BLOCK + (gap > 0).long() <= w  # closest pair within w
+    inside = (gap + 1) * FLEX_BLOCK - 1 <= w  # farthest pair within w
+    has_global = is_global.view(batch, tiles, FLEX_BLOCK).any(-1)  # (B, tiles)
+    has_removed = removed.view(batch, tiles, FLEX_BLOCK).any(-1)
+    needed = near[None] | has_global[:, None, :]  # (B, q tiles, kv tiles)
+    full = inside[None] & ~has_removed[:, None, :]
+    partial = needed & ~full
+
+    def indices(blocks):
+        # kv tiles in use first; BlockMask reads the first ``count`` of each row
+        order = torch.sort((~blocks).to(torch.int8), dim=-1, stable=True).indices
+        return blocks.sum(-1).to(torch.int32)[:, None], order.to(torch.int32)[:, None]
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return ~removed[b, kv_idx] & (((q_idx - kv_idx).abs() <= w) | is_global[b, kv_idx])
+
+    count, order = indices(partial)
+    full_count, full_order = indices(full)
+    return BlockMask.from_kv_blocks(count, order, full_count, full_order, BLOCK_SIZE=FLEX_BLOCK, mask_mod=mask_mod)
+
+
+def flex_band_attention(attn, hidden, is_masked, is_global, has_global: bool) -> torch.Tensor:
+    """The same function as :func:`band_attention`, computed by ``flex_attention``.
+
+    Local queries see keys within ``w`` and every global key, padding never; the global
+    rows are recomputed with the ``*_global`` projections as in the SDPA path.
+    """
+    batch, length, dim = hidden.shape
+    w = attn.one_sided_attn_window_size
+    heads = attn.num_heads
+    q = _heads(attn.query(hidden), heads)
+    k = _heads(attn.key(hidden), heads)
+    v = _heads(attn.value(hidden), heads)
+    pad = (-length) % FLEX_BLOCK
+    total = length + pad
+
+    def build():
+        # padding keys are masked; global keys leave the band and join every row, once
+        removed = F.pad(is_masked, (0, pad), value=True)
+        glob = F.pad(is_global, (0, pad), value=False) & ~removed
+        return _band_block_mask(removed, glob, w, total)
+
+    block_mask = _block_masks.get(is_masked, is_global, w, build)
+    if pad:
+        q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
+    try:
+        out = _flex_attention()(q, k, v, block_mask=block_mask)
+    except Exception as error:  # inductor needs a working C++ (CPU) or Triton (CUDA) toolchain
+        raise LongzooError(f"flex_attention could not run here ({type(error).__name__}); use backend 'sdpa'") from error
+    out = out[:, :, :length].transpose(1, 2).reshape(batch, length, dim)
+    out = out.masked_fill(is_masked[..., None], 0.0)
+    if has_global:
+        out = _global_rows(attn, hidden, out, is_masked, is_global, 0.0)
+    return out
+
+
 def _global_rows(attn, hidden, out, is_masked, is_global, dropout):
     """Global tokens attend to every non-padding token with the ``*_global`` projections."""
     heads = attn.num_heads
@@ -152,7 +288,11 @@ def _self_attention_modules(model):
 def use_fast_attention(model, backend: str = "auto"):
     """Compute every Longformer self-attention of ``model`` with the fast path; returns ``model``.
 
-    Parameters, names and the checkpoint format stay those of transformers.
+    Parameters, names and the checkpoint format stay those of transformers.  ``backend``:
+    ``"sdpa"`` (blocked band attention; CPU and GPU, training and inference), ``"flex"``
+    (``flex_attention`` with a block mask; CUDA, or CPU without gradients; no attention
+    dropout) or ``"auto"`` (flex where it is exact and faster — CUDA without attention
+    dropout — SDPA otherwise), decided per call from the device and mode.
     """
     if backend not in BACKENDS:
         raise LongzooError(f"attention backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
@@ -161,6 +301,7 @@ def use_fast_attention(model, backend: str = "auto"):
         raise LongzooError(f"{type(model).__name__} has no Longformer self-attention to speed up")
     for module in modules:
         module.__class__ = FastLongformerSelfAttention
+        module._longzoo_backend = backend
     return model
 
 
@@ -168,4 +309,5 @@ def use_reference_attention(model):
     """Undo :func:`use_fast_attention`; returns ``model``."""
     for module in _self_attention_modules(model):
         module.__class__ = LongformerSelfAttention
+        module.__dict__.pop("_longzoo_backend", None)
     return model

@@ -260,6 +260,88 @@ def pretrain(
         out.print(f"wrote {result.out}")
 
 
+@app.command()
+def finetune(
+    model_dir: Annotated[Path, typer.Argument(help="A converted (or pretrained) Longformer folder.")],
+    train: Annotated[Path, typer.Option("--train", help="Training documents: .jsonl or .csv.")],
+    eval_file: Annotated[Path, typer.Option("--eval", help="Evaluation documents: .jsonl or .csv.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder for the fine-tuned long model.")],
+    task: Annotated[str, typer.Option("--task", help="classification.")] = "classification",
+    text_field: Annotated[str, typer.Option("--text-field", help="Field (column) holding the text.")] = "text",
+    label_field: Annotated[
+        str, typer.Option("--label-field", help="Field holding the label, or a list of labels.")
+    ] = "label",
+    multi_label: Annotated[
+        bool, typer.Option("--multi-label", help="Several labels per document (CSV cells split on '|').")
+    ] = False,
+    max_len: Annotated[
+        Optional[int], typer.Option("--max-len", help="Tokens the long model reads; default: its length.")
+    ] = None,
+    epochs: Annotated[float, typer.Option("--epochs", help="Passes over the training file.")] = 3.0,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (linear schedule).")] = 3e-5,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Documents per micro-batch.")] = 4,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")] = 1,
+    baseline: Annotated[
+        Optional[list[str]], typer.Option("--baseline", help="truncate or stride; repeatable, trained alike.")
+    ] = None,
+    base: Annotated[
+        Optional[str], typer.Option("--base", help="Short model of the baselines; default: the recorded base.")
+    ] = None,
+    chunk_len: Annotated[
+        Optional[int], typer.Option("--chunk-len", help="stride: tokens per chunk; default: the short length.")
+    ] = None,
+    chunk_overlap: Annotated[
+        Optional[int], typer.Option("--chunk-overlap", help="stride: tokens shared by neighbours; default: ¼.")
+    ] = None,
+    max_chunks: Annotated[
+        Optional[int], typer.Option("--max-chunks", help="stride: chunks per document; default: cover --max-len.")
+    ] = None,
+    baseline_lr: Annotated[Optional[float], typer.Option("--baseline-lr", help="Default: --lr.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for heads and data order.")] = 42,
+    attention: Annotated[str, typer.Option("--attention", help="fast (exact, blocked SDPA) or reference.")] = "fast",
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty output folder.")] = False,
+) -> None:
+    """Fine-tune for long-document classification, with truncate / stride baselines in one table."""
+    from longzoo.progress import Steps
+    from longzoo.train.finetune import FinetuneOptions
+    from longzoo.train.finetune import finetune as run_finetune
+
+    _quiet_transformers()
+    options = FinetuneOptions(
+        task=task,
+        text_field=text_field,
+        label_field=label_field,
+        multi_label=multi_label,
+        max_len=max_len,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        seed=seed,
+        baselines=tuple(baseline or ()),
+        chunk_len=chunk_len,
+        chunk_overlap=chunk_overlap,
+        max_chunks=max_chunks,
+        baseline_lr=baseline_lr,
+        attention=attention,
+    )
+    try:
+        result = run_finetune(
+            model_dir, train, eval_file, out_dir, options=options, base=base, force=force, steps=Steps(None, log=out)
+        )
+    except LongzooError as exc:
+        _fail(str(exc))
+    out.print("| model | tokens | accuracy | macro F1 | micro F1 |", highlight=False)
+    out.print("|---|---|---|---|---|", highlight=False)
+    for system, metrics in result.results.items():
+        out.print(
+            f"| {system} | {metrics['tokens']} | {metrics['accuracy']:.4f} | {metrics['macro_f1']:.4f} "
+            f"| {metrics['micro_f1']:.4f} |",
+            highlight=False,
+        )
+    out.print(f"wrote {result.out}")
+
+
 @app.command("eval")
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="Any MLM folder: a short base, a conversion, a pretrained model.")],

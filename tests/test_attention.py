@@ -119,3 +119,45 @@ def test_refuses_models_without_longformer_attention():
         use_fast_attention(torch.nn.Linear(2, 2))
     with pytest.raises(LongzooError, match="backend"):
         use_fast_attention(tiny_model(), backend="flash")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_flex_backend_matches_the_reference_in_inference(dtype):
+    """Compiled flex_attention (CPU inference): every padding / global pattern, per-layer windows."""
+    model = tiny_model().to(dtype).eval()
+    for length in (16, 37, 100):
+        for globals_per_row in [(0, 0, 0), (1, 1, 1), (3, 1, 0), (6, 2, 4)]:
+            batch = inputs(length, globals_per_row)
+            with torch.no_grad():
+                ref = use_reference_attention(model)(**batch).logits.float()
+                flex = use_fast_attention(model, backend="flex")(**batch).logits.float()
+            if dtype == torch.float32:
+                assert (flex - ref).abs().max() <= 1e-5, (length, globals_per_row)
+            else:
+                mask = batch["attention_mask"].bool()
+                assert (flex - ref)[mask].abs().max() <= 0.1 * ref[mask].abs().max()
+
+
+def test_backend_choice_follows_device_and_mode(monkeypatch):
+    import longzoo.attention as attention
+
+    calls = []
+    monkeypatch.setattr(
+        attention, "flex_band_attention", lambda *a: calls.append("flex") or attention.band_attention(*a)
+    )
+    model = tiny_model(dropout=0.1)
+    batch = inputs(32, (1, 0, 2))
+    use_fast_attention(model)  # auto: the SDPA blocks on CPU, in training and in inference
+    model.train()(**batch)
+    with torch.no_grad():
+        model.eval()(**batch)
+    assert calls == []
+    use_fast_attention(model, backend="flex")
+    with torch.no_grad():
+        model.eval()(**batch)
+    assert calls == ["flex"] * 2  # one per layer
+    with pytest.raises(LongzooError, match="no attention dropout and no CPU backward"):
+        model.train()(**batch)
+    use_reference_attention(model)
+    assert not hasattr(model.longformer.encoder.layer[0].attention.self, "_longzoo_backend")

@@ -184,6 +184,18 @@ def test_classification_head_gives_the_first_token_global_attention(converted):
         torch.testing.assert_close(model(**batch).logits, model(**batch, global_attention_mask=glob).logits)
 
 
+@pytest.mark.parametrize("choice", [True, "sdpa", "flex"])
+def test_load_with_fast_attention(converted, choice):
+    from longzoo.attention import FastLongformerSelfAttention
+
+    model = load(converted["roberta-mlm"].out, fast_attention=choice)
+    attention = model.longformer.encoder.layer[0].attention.self
+    assert type(attention) is FastLongformerSelfAttention
+    assert attention._longzoo_backend == ("auto" if choice is True else choice)
+    with pytest.raises(LongzooError, match="backend must be one of"):
+        load(converted["roberta-mlm"].out, fast_attention="flash")
+
+
 def test_load_refuses_a_short_model(base_models):
     with pytest.raises(LongzooError, match="convert it first"):
         load(base_models["bert-zh-mlm"])

@@ -25,7 +25,11 @@ HUB_LICENSES = frozenset(
     llama4 gemma unknown other
     """.split()
 )
-PIPELINE_TAGS = {"LongformerForMaskedLM": "fill-mask", "LongformerModel": "feature-extraction"}
+PIPELINE_TAGS = {
+    "LongformerForMaskedLM": "fill-mask",
+    "LongformerModel": "feature-extraction",
+    "LongformerForSequenceClassification": "text-classification",
+}
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$|^[A-Za-z0-9][\w.-]*$")
 

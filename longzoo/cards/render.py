@@ -11,6 +11,9 @@ Sections this module reads, beyond ``convert`` (written by the pretraining steps
                eval?: {corpus, before: METRICS, after: METRICS}}
     eval:     {corpus, hub_dataset?, **METRICS}        # the latest `longzoo eval`
     METRICS = {loss, bpc, bits_per_char, mlm_accuracy, tokens}
+    finetune: {task, multi_label, labels, train: FILE, eval: FILE, architecture,
+               results: {long|truncate|stride: {accuracy, macro_f1, micro_f1, tokens, ...}}}
+    FILE = {name, sha256, documents}
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ from longzoo.text import chinese_vocabulary
 TEMPLATE = Path(__file__).with_name("template.md")
 CARD = "README.md"
 _METRICS = (("bpc", "bits per token"), ("bits_per_char", "bits per character"), ("mlm_accuracy", "MLM accuracy"))
+# (Hub metric type, name shown, key in the manifest)
+_CLASSIFICATION_METRICS = (
+    ("accuracy", "accuracy", "accuracy"),
+    ("f1", "macro F1", "macro_f1"),
+    ("f1", "micro F1", "micro_f1"),
+)
 
 
 @dataclass(frozen=True)
@@ -95,10 +104,12 @@ def render_card(
 
 
 def _settings(folder, name, manifest, language, license, model_name, base_model, repo_id) -> CardSettings:
-    previous = manifest.get("card") or {}
+    previous = dict(manifest.get("card") or {})
     base = manifest["convert"]["base"]
     base_card = base.get("card") or {}
     sources = dict(previous.get("sources") or {})
+    if sources.get("model_name") == "output folder":
+        previous.pop("model_name", None)  # a later step's folder names its own model
 
     def pick(key, given, *fallbacks):
         for origin, value in (("option", given), ("manifest", previous.get(key)), *fallbacks):
@@ -135,7 +146,8 @@ def card_data(manifest: dict, settings: CardSettings):
     from huggingface_hub import EvalResult, ModelCardData
 
     convert = manifest["convert"]
-    pipeline = PIPELINE_TAGS.get(convert["architecture"])
+    finetune = manifest.get("finetune")
+    pipeline = PIPELINE_TAGS.get((finetune or convert)["architecture"])
     tags = ["longformer", "long-context", "longzoo", convert["base"]["model_type"]]
     if "zh" in settings.language:
         tags.append("chinese")
@@ -143,7 +155,20 @@ def card_data(manifest: dict, settings: CardSettings):
     datasets = [c["hub_dataset"] for c in pretrain.get("corpora", []) if c.get("hub_dataset")]
     eval_results = None
     latest = _latest_eval(manifest)
-    if latest:
+    if finetune:
+        long = finetune["results"]["long"]
+        eval_results = [
+            EvalResult(
+                task_type=pipeline,
+                dataset_type="text",
+                dataset_name=finetune["eval"]["name"],
+                metric_type=metric_type,
+                metric_name=name,
+                metric_value=float(long[key]),
+            )
+            for metric_type, name, key in _CLASSIFICATION_METRICS
+        ]
+    elif latest:
         eval_results = [
             EvalResult(
                 task_type=pipeline,
@@ -180,7 +205,8 @@ def _latest_eval(manifest: dict) -> dict | None:
 def template_context(folder: Path, name: str, manifest: dict, settings: CardSettings) -> dict:
     """Everything the Jinja template needs, derived from the manifest alone."""
     convert = manifest["convert"]
-    mlm = convert["architecture"] == "LongformerForMaskedLM"
+    finetune = manifest.get("finetune")
+    mlm = convert["architecture"] == "LongformerForMaskedLM" and not finetune
     tokenizer_config = _read_json(folder / "tokenizer_config.json")
     mask = tokenizer_config.get("mask_token") or "[MASK]"
     if isinstance(mask, dict):  # older tokenizers store AddedToken dicts
@@ -201,9 +227,15 @@ def template_context(folder: Path, name: str, manifest: dict, settings: CardSett
         "model_name": settings.model_name,
         "model_id": settings.repo_id or f"./{name}",
         "mlm": mlm,
-        "auto_class": "AutoModelForMaskedLM" if mlm else "AutoModel",
+        "auto_class": "AutoModelForSequenceClassification"
+        if finetune
+        else "AutoModelForMaskedLM"
+        if mlm
+        else "AutoModel",
         "chinese": chinese,
         "example": _example(chinese, mask if mlm else None),
+        "finetune": finetune,
+        "systems": _systems(finetune),
         "base": convert["base"],
         "base_link": settings.base_model,
         "base_name": base_display(convert["base"]),
@@ -217,6 +249,21 @@ def template_context(folder: Path, name: str, manifest: dict, settings: CardSett
         "versions": convert.get("versions", {}),
         "dropped": convert["keys"]["dropped"],
     }
+
+
+_SYSTEMS = {
+    "long": "this model (long, global attention on the first token)",
+    "truncate": "short base model, truncated",
+    "stride": "short base model, chunks pooled by a small transformer",
+}
+
+
+def _systems(finetune: dict | None) -> list[dict]:
+    """Rows of the fine-tuning comparison, this model first."""
+    if not finetune:
+        return []
+    results = finetune["results"]
+    return [{"name": _SYSTEMS[key], **results[key]} for key in _SYSTEMS if key in results]
 
 
 def _example(chinese: bool, mask: str | None) -> str:

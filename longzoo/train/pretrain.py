@@ -21,22 +21,12 @@ from longzoo.quiet import quiet_transformers
 from longzoo.train.corpus import corpus_name, read_corpus
 from longzoo.train.data import MaskedBlocks, corpus_fingerprint, load_blocks, pack, save_blocks, tokenize_documents
 from longzoo.train.masking import resolve_mode
+from longzoo.train.model_folder import copy_tokenizer, longformer_config
 
 ATTENTION = ("fast", "reference")
 CHECKPOINTS = "checkpoints"
 CACHE = "cache"
 LOSS_PLOT = "loss.png"
-_TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "sentencepiece.bpe.model",
-    "spiece.model",
-)
 
 
 @dataclass(frozen=True)
@@ -113,7 +103,7 @@ def pretrain(
     options.validate()
     steps = steps or Steps()
     model_dir, out = Path(model_dir), Path(out).expanduser().absolute()
-    config = _longformer_config(model_dir)
+    config = longformer_config(model_dir)
     max_positions = config.max_position_embeddings - config.pad_token_id - 1
     seq_len = options.seq_len or max_positions
     if seq_len > max_positions:
@@ -275,17 +265,6 @@ def pretrain(
     return PretrainResult(out, trainer.state.global_step, output.training_loss, eval_before, eval_after, manifest)
 
 
-def _longformer_config(model_dir: Path):
-    from transformers import AutoConfig
-
-    if not (model_dir / "config.json").is_file():
-        raise LongzooError(f"{model_dir}: no config.json; not a model folder")
-    config = AutoConfig.from_pretrained(model_dir)
-    if config.model_type != "longformer":
-        raise LongzooError(f"{model_dir}: a {config.model_type} model, not a Longformer; run `longzoo convert` first")
-    return config
-
-
 def _prepare_output(out: Path, resume: bool, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise LongzooError(f"{out}: exists and is not a folder")
@@ -426,9 +405,7 @@ def _publish(model, model_dir: Path, out: Path, record: dict) -> dict:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     model.save_pretrained(staging)
-    for name in _TOKENIZER_FILES:
-        if (model_dir / name).is_file():
-            shutil.copy2(model_dir / name, staging / name)
+    copy_tokenizer(model_dir, staging)
     plot_loss(record["loss_curve"], staging / LOSS_PLOT)
     manifest = read_manifest(model_dir)
     manifest["pretrain"] = record

@@ -61,13 +61,14 @@ def load(
     *,
     revision: str | None = None,
     allow_pickle: bool = False,
-    fast_attention: bool = False,
+    fast_attention: bool | str = False,
     **kwargs,
 ):
     """A stock transformers Longformer for ``task`` (see :data:`TASKS`), from any long layout.
 
     ``fast_attention=True`` computes attention with :func:`longzoo.use_fast_attention`
-    (same numbers, same parameters).  ``kwargs`` go to ``from_pretrained``
+    (same numbers, same parameters); a backend name (``"auto"``, ``"sdpa"``, ``"flex"``)
+    picks the backend.  ``kwargs`` go to ``from_pretrained``
     (``num_labels=...``, ``dtype=...``).
     """
     import transformers
@@ -79,7 +80,7 @@ def load(
     if fast_attention:
         from longzoo.attention import use_fast_attention
 
-        use_fast_attention(model)
+        use_fast_attention(model, backend="auto" if fast_attention is True else fast_attention)
     if task not in ("masked-lm", "feature-extraction"):
         attach_global_attention(model, task)
     return model

@@ -1,0 +1,432 @@
+"""Long-document classification: fine-tune a converted Longformer, and the short-model baselines.
+
+``finetune`` trains the long model (global attention on the first token) on a labelled
+file and scores it on another; with ``baselines`` it trains, on the same data and budget,
+
+* ``truncate`` — the short base model on the first tokens it can hold, and
+* ``stride`` — the short base model over overlapping chunks of the same text the long
+  model reads, pooled by a small transformer (:mod:`longzoo.train.stride`),
+
+so that one table answers "does the long model use its context?".  Training goes through
+transformers' ``Trainer``; the output folder receives the fine-tuned long model (a stock
+``LongformerForSequenceClassification``), its tokenizer, the extended ``longzoo.json`` and
+the card.  Baseline weights are not kept: their role is the comparison.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from longzoo.errors import LongzooError
+from longzoo.manifest import history_entry, read_manifest, write_manifest
+from longzoo.outputs import staged_output
+from longzoo.progress import Steps
+from longzoo.quiet import quiet_transformers
+from longzoo.train.documents import LabelledDocument, is_multi_label, label_names, read_documents
+from longzoo.train.metrics import classification_metrics, decisions
+from longzoo.train.model_folder import copy_tokenizer, longformer_config
+
+TASKS = ("classification",)
+BASELINES = ("truncate", "stride")
+ATTENTION = ("fast", "reference")
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    """Everything that shapes a run; stored in the manifest as given."""
+
+    task: str = "classification"
+    text_field: str = "text"
+    label_field: str = "label"
+    multi_label: bool = False
+    max_len: int | None = None  # tokens the long model reads; default: all its positions
+    epochs: float = 3.0
+    lr: float = 3e-5
+    batch_size: int = 4
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 42
+    baselines: tuple[str, ...] = ()
+    chunk_len: int | None = None  # stride: tokens per chunk; default: the short model's length
+    chunk_overlap: int | None = None  # stride: default a quarter of the chunk
+    max_chunks: int | None = None  # stride: default enough to cover max_len
+    baseline_lr: float | None = None  # default: lr
+    attention: str = "fast"
+
+    def validate(self) -> None:
+        if self.task not in TASKS:
+            raise LongzooError(f"--task must be one of {', '.join(TASKS)}")
+        for name in ("batch_size", "grad_accum"):
+            if getattr(self, name) <= 0:
+                raise LongzooError(f"--{name.replace('_', '-')} must be positive")
+        if self.epochs <= 0:
+            raise LongzooError("--epochs must be positive")
+        if self.lr <= 0 or (self.baseline_lr is not None and self.baseline_lr <= 0):
+            raise LongzooError("--lr must be positive")
+        if self.max_len is not None and self.max_len < 8:
+            raise LongzooError("--max-len must be at least 8")
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise LongzooError(f"--baseline must be one of {', '.join(BASELINES)}, not {unknown[0]!r}")
+        if self.attention not in ATTENTION:
+            raise LongzooError(f"--attention must be one of {', '.join(ATTENTION)}")
+        if self.max_chunks is not None and self.max_chunks <= 0:
+            raise LongzooError("--max-chunks must be positive")
+
+
+@dataclass
+class FinetuneResult:
+    out: Path
+    results: dict  # system -> metrics
+    manifest: dict = field(default_factory=dict)
+
+
+def finetune(
+    model_dir: str | Path,
+    train_file: str | Path,
+    eval_file: str | Path,
+    out: str | Path,
+    *,
+    options: FinetuneOptions | None = None,
+    base: str | None = None,
+    force: bool = False,
+    steps: Steps | None = None,
+) -> FinetuneResult:
+    """Fine-tune the Longformer in ``model_dir`` for document classification.
+
+    ``base`` names the short model of the baselines (default: the base recorded in the
+    folder's ``longzoo.json``).  Writes ``out`` all at once when everything succeeded.
+    """
+    options = options or FinetuneOptions()
+    options.validate()
+    steps = steps or Steps()
+    model_dir = Path(model_dir).expanduser()
+    config = longformer_config(model_dir)
+    positions = config.max_position_embeddings - config.pad_token_id - 1
+    max_len = options.max_len or positions
+    if max_len > positions:
+        raise LongzooError(f"--max-len {max_len} is above the model's {positions} positions")
+    read = dict(text_field=options.text_field, label_field=options.label_field, multi_label=options.multi_label)
+    train_docs, eval_docs = read_documents(train_file, **read), read_documents(eval_file, **read)
+    names = label_names(train_docs, eval_docs)
+    multi = options.multi_label or is_multi_label(train_docs, eval_docs)
+    short = _short_model(model_dir, base, options, max_len) if options.baselines else None
+    from longzoo.outputs import check_output
+
+    check_output(Path(out).expanduser().absolute(), force)  # fail before hours of training
+
+    import torch
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(options.seed)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="longzoo-finetune-") as scratch:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        with steps.step(f"Fine-tuning the long model ({max_len} tokens)"):
+            model, results["long"] = _train_long(
+                model_dir, tokenizer, train_docs, eval_docs, names, multi, max_len, options, scratch, steps
+            )
+        for baseline in options.baselines:
+            with steps.step(f"Baseline: {baseline}"):
+                train = _train_truncate if baseline == "truncate" else _train_stride
+                results[baseline] = train(short, train_docs, eval_docs, names, multi, max_len, options, scratch, steps)
+    record = {
+        "task": options.task,
+        "multi_label": multi,
+        "labels": names,
+        "train": _file_record(train_file, train_docs),
+        "eval": _file_record(eval_file, eval_docs),
+        "max_len": max_len,
+        "base": str(base) if base else None,
+        "options": {**asdict(options), "baselines": list(options.baselines)},
+        "results": results,
+        "architecture": type(model).__name__,
+    }
+    with steps.step("Saving the fine-tuned model"):
+        manifest = _publish(model, model_dir, Path(out), record, force)
+    return FinetuneResult(Path(out).expanduser().absolute(), results, manifest)
+
+
+def _baseline_folder(model_dir: Path, base: str | None) -> Path:
+    """The short model's folder: ``base`` if given, else the base the conversion recorded."""
+    from longzoo.converters.source import resolve_base
+
+    if base is None:
+        recorded = (read_manifest(model_dir).get("convert") or {}).get("base")
+        if not recorded:
+            raise LongzooError(f"{model_dir}: no conversion record names the short base; pass --base")
+        if recorded["source"] == "local" and not Path(recorded["id"]).is_dir():
+            raise LongzooError(f"the recorded base {recorded['id']} is gone; pass --base")
+        return resolve_base(recorded["id"], revision=recorded.get("revision")).path
+    return resolve_base(base).path
+
+
+@dataclass(frozen=True)
+class _ShortModel:
+    """The baselines' short model and, for ``stride``, how documents are cut into chunks."""
+
+    folder: Path
+    tokenizer: object
+    length: int  # tokens per input, specials included
+    chunk_len: int
+    chunk_overlap: int
+    max_chunks: int
+
+
+def _short_model(model_dir: Path, base: str | None, options: FinetuneOptions, max_len: int) -> _ShortModel:
+    """Resolve and check everything the baselines need, before any training starts."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from longzoo.train.evaluate import native_length
+    from longzoo.train.longdocs import chunk_spans
+
+    folder = _baseline_folder(model_dir, base)
+    config = AutoConfig.from_pretrained(folder)
+    if config.model_type == "longformer":
+        raise LongzooError(f"{base or folder}: the baselines need the short base model, not a Longformer")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    length = min(native_length(config), tokenizer.model_max_length)
+    chunk_len = options.chunk_len or length
+    if not tokenizer.num_special_tokens_to_add() < chunk_len <= length:
+        raise LongzooError(f"--chunk-len must be between 3 and the short model's {length} tokens")
+    room = chunk_len - tokenizer.num_special_tokens_to_add()
+    overlap = options.chunk_overlap if options.chunk_overlap is not None else room // 4
+    if not 0 <= overlap < room:
+        raise LongzooError(f"--chunk-overlap must be between 0 and {room - 1}")
+    content = max_len - tokenizer.num_special_tokens_to_add()  # the text the long model reads
+    max_chunks = options.max_chunks or len(chunk_spans(content, room, overlap))
+    return _ShortModel(folder, tokenizer, length, chunk_len, overlap, max_chunks)
+
+
+def _encode(tokenizer, docs: list[LabelledDocument], max_len: int) -> list[list[int]]:
+    """Token ids of each document without special tokens, cut to what ``max_len`` holds."""
+    room = max_len - tokenizer.num_special_tokens_to_add()
+    with quiet_transformers():  # "sequence longer than the model" is the point here
+        encoded = tokenizer([doc.text for doc in docs], add_special_tokens=False, truncation=False)["input_ids"]
+    return [ids[:room] for ids in encoded]
+
+
+def _targets(docs: list[LabelledDocument], names: list[str], multi: bool):
+    import torch
+
+    index = {name: i for i, name in enumerate(names)}
+    if not multi:
+        return torch.tensor([index[doc.labels[0]] for doc in docs])
+    targets = torch.zeros(len(docs), len(names))
+    for row, doc in enumerate(docs):
+        targets[row, [index[label] for label in doc.labels]] = 1.0
+    return targets
+
+
+class _Examples:
+    """A map-style dataset of ready feature dicts."""
+
+    def __init__(self, features):
+        self.features = features
+
+    def __len__(self):
+        return len(self.features)
+
+    def __getitem__(self, i):
+        return self.features[i]
+
+
+def _pad_batch(tokenizer):
+    import torch
+
+    def collate(features):
+        width = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), width), tokenizer.pad_token_id)
+        mask = torch.zeros(len(features), width, dtype=torch.long)
+        for row, f in enumerate(features):
+            ids[row, : len(f["input_ids"])] = torch.tensor(f["input_ids"])
+            mask[row, : len(f["input_ids"])] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": torch.stack([f["labels"] for f in features])}
+
+    return collate
+
+
+def _sequence_examples(tokenizer, docs, targets, length: int):
+    from longzoo.train.stride import with_special_tokens
+
+    wrap = with_special_tokens(tokenizer)
+    ids = _encode(tokenizer, docs, length)
+    return _Examples([{"input_ids": wrap(doc), "labels": target} for doc, target in zip(ids, targets, strict=True)])
+
+
+def _train_and_score(model, train_set, eval_set, collate, multi, lr, options, scratch, steps) -> dict:
+    """Train with transformers' Trainer, then score the evaluation documents."""
+    from transformers import PrinterCallback, Trainer, TrainingArguments
+
+    from longzoo.train.callbacks import StepsCallback
+
+    batches = math.ceil(len(train_set) / options.batch_size)
+    total_steps = max(1, math.ceil(batches / options.grad_accum * options.epochs))
+    args = TrainingArguments(
+        output_dir=str(Path(scratch) / "trainer"),
+        num_train_epochs=options.epochs,
+        per_device_train_batch_size=options.batch_size,
+        per_device_eval_batch_size=options.batch_size,
+        gradient_accumulation_steps=options.grad_accum,
+        learning_rate=lr,
+        warmup_steps=int(options.warmup_ratio * total_steps),
+        weight_decay=options.weight_decay,
+        lr_scheduler_type="linear",
+        logging_steps=max(1, total_steps // 10),
+        save_strategy="no",
+        eval_strategy="no",
+        seed=options.seed,
+        data_seed=options.seed,
+        report_to=[],
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=train_set, data_collator=collate, callbacks=[StepsCallback(steps)]
+    )
+    trainer.remove_callback(PrinterCallback)
+    started = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - started
+    model.eval()
+    prediction = trainer.predict(eval_set)
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    truth = prediction.label_ids
+    import torch
+
+    truth = torch.as_tensor(truth)
+    if not multi:
+        truth = torch.nn.functional.one_hot(truth.long(), logits.shape[-1])
+    metrics = classification_metrics(truth, decisions(logits, multi))
+    return {**metrics, "train_loss": round(output.training_loss, 4), "train_seconds": round(seconds, 1)}
+
+
+def _train_long(model_dir, tokenizer, train_docs, eval_docs, names, multi, max_len, options, scratch, steps):
+    from transformers import set_seed
+
+    from longzoo.zoo.loaders import load
+
+    set_seed(options.seed)
+    with quiet_transformers():  # the new classification head is expected
+        model = load(
+            model_dir,
+            "sequence-classification",
+            num_labels=len(names),
+            problem_type="multi_label_classification" if multi else "single_label_classification",
+            id2label=dict(enumerate(names)),
+            label2id={name: i for i, name in enumerate(names)},
+            fast_attention=options.attention == "fast",
+        )
+    targets = _targets(train_docs, names, multi), _targets(eval_docs, names, multi)
+    train_set = _sequence_examples(tokenizer, train_docs, targets[0], max_len)
+    eval_set = _sequence_examples(tokenizer, eval_docs, targets[1], max_len)
+    metrics = _train_and_score(
+        model, train_set, eval_set, _pad_batch(tokenizer), multi, options.lr, options, scratch, steps
+    )
+    return model, {**metrics, "tokens": max_len, **_coverage(eval_set, max_len)}
+
+
+def _coverage(eval_set, length: int) -> dict:
+    return {"eval_documents_cut": sum(len(f["input_ids"]) >= length for f in eval_set.features)}
+
+
+def _train_truncate(short: _ShortModel, train_docs, eval_docs, names, multi, max_len, options, scratch, steps):
+    from transformers import AutoModelForSequenceClassification, set_seed
+
+    set_seed(options.seed)
+    with quiet_transformers():
+        model = AutoModelForSequenceClassification.from_pretrained(
+            short.folder,
+            num_labels=len(names),
+            problem_type="multi_label_classification" if multi else "single_label_classification",
+        )
+    targets = _targets(train_docs, names, multi), _targets(eval_docs, names, multi)
+    train_set = _sequence_examples(short.tokenizer, train_docs, targets[0], short.length)
+    eval_set = _sequence_examples(short.tokenizer, eval_docs, targets[1], short.length)
+    lr = options.baseline_lr or options.lr
+    collate = _pad_batch(short.tokenizer)
+    metrics = _train_and_score(model, train_set, eval_set, collate, multi, lr, options, scratch, steps)
+    return {**metrics, "tokens": short.length, **_coverage(eval_set, short.length)}
+
+
+def _train_stride(short: _ShortModel, train_docs, eval_docs, names, multi, max_len, options, scratch, steps):
+    import torch
+    from transformers import AutoModel, set_seed
+
+    from longzoo.train.stride import ChunkStrideClassifier, chunk_document
+
+    tokenizer = short.tokenizer
+
+    def examples(docs, targets):
+        return _Examples(
+            [
+                {
+                    "chunks": chunk_document(ids, tokenizer, short.chunk_len, short.chunk_overlap, short.max_chunks),
+                    "labels": target,
+                }
+                for ids, target in zip(_encode(tokenizer, docs, max_len), targets, strict=True)
+            ]
+        )
+
+    def collate(features):
+        chunks = max(len(f["chunks"]) for f in features)
+        width = max(len(c) for f in features for c in f["chunks"])
+        ids = torch.full((len(features), chunks, width), tokenizer.pad_token_id)
+        mask = torch.zeros(len(features), chunks, width, dtype=torch.long)
+        chunk_mask = torch.zeros(len(features), chunks, dtype=torch.long)
+        for row, f in enumerate(features):
+            for col, chunk in enumerate(f["chunks"]):
+                ids[row, col, : len(chunk)] = torch.tensor(chunk)
+                mask[row, col, : len(chunk)] = 1
+                chunk_mask[row, col] = 1
+        labels = torch.stack([f["labels"] for f in features])
+        return {"input_ids": ids, "attention_mask": mask, "chunk_mask": chunk_mask, "labels": labels}
+
+    set_seed(options.seed)
+    with quiet_transformers():
+        encoder = AutoModel.from_pretrained(short.folder, add_pooling_layer=False)
+    model = ChunkStrideClassifier(encoder, len(names), max_chunks=short.max_chunks, multi_label=multi)
+    targets = _targets(train_docs, names, multi), _targets(eval_docs, names, multi)
+    train_set, eval_set = examples(train_docs, targets[0]), examples(eval_docs, targets[1])
+    lr = options.baseline_lr or options.lr
+    metrics = _train_and_score(model, train_set, eval_set, collate, multi, lr, options, scratch, steps)
+    room = short.chunk_len - tokenizer.num_special_tokens_to_add()
+    covered = (short.max_chunks - 1) * (room - short.chunk_overlap) + room
+    return {
+        **metrics,
+        "tokens": min(max_len - tokenizer.num_special_tokens_to_add(), covered),
+        "chunk_len": short.chunk_len,
+        "chunk_overlap": short.chunk_overlap,
+        "max_chunks": short.max_chunks,
+    }
+
+
+def _file_record(path, docs) -> dict:
+    path = Path(path).expanduser()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {"name": path.name, "sha256": digest, "documents": len(docs)}
+
+
+def _publish(model, model_dir: Path, out: Path, record: dict, force: bool) -> dict:
+    """Model, tokenizer, manifest and card, written to ``out`` in one rename."""
+    from longzoo.cards.render import render_card
+
+    with staged_output(out, force=force) as staging:
+        model.save_pretrained(staging)
+        copy_tokenizer(model_dir, staging)
+        manifest = read_manifest(model_dir)
+        manifest["finetune"] = record
+        manifest.pop("eval", None)  # an MLM evaluation described the model before fine-tuning
+        manifest["history"].append(history_entry("finetune"))
+        write_manifest(staging, manifest)
+        if "convert" in manifest:
+            render_card(staging, strict=False, folder_name=Path(out).name)
+        return read_manifest(staging)
