@@ -11,15 +11,18 @@ process times the forward pass and the forward+backward pass of
 
 and reports the median time of ``--repeat`` runs and the peak memory the timed passes
 added (the kernel's high-water mark is reset after the warm-up, then ``VmHWM`` minus the
-resident size before the timed passes; CPU).  Ratios are reference / longzoo.
+resident size before the timed passes; CPU).  ``--allocator mmap`` serves large
+allocations by mmap so that freed memory leaves the resident set: faithful peaks, slower
+times — take times from a default run and peaks from an mmap run.  Ratios are reference / longzoo.
 
-    python benchmarks/attention.py [--lengths 1024 2048 4096 8192 16384] [--repeat 3] [--backends sdpa flex]
+    python benchmarks/attention.py [--lengths 1024 2048 4096 8192 16384] [--repeat 3] [--backends sdpa flex] [--allocator default|mmap]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -92,9 +95,15 @@ print(json.dumps(result))
 """
 
 
-def measure(target: str, impl: str, length: int, repeat: int) -> dict | None:
+def measure(target: str, impl: str, length: int, repeat: int, allocator: str = "default") -> dict | None:
+    # glibc keeps freed heap memory resident and reuses it unseen by VmRSS, so a pass that
+    # fits into what the warm-up left behind shows a smaller peak than one that does not.
+    # Serving every allocation above 64 KiB by mmap returns it on free: the peak then counts
+    # the tensors a pass holds at once, comparably at every length.
+    # That costs page faults, so times are taken with the default allocator.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(64 * 1024)} if allocator == "mmap" else None
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, target, impl, str(length), str(repeat)], capture_output=True, text=True
+        [sys.executable, "-c", CHILD, target, impl, str(length), str(repeat)], capture_output=True, text=True, env=env
     )
     if proc.returncode != 0:
         print(
@@ -110,6 +119,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--targets", nargs="+", default=["layer", "model"])
     parser.add_argument("--backends", nargs="+", default=["sdpa", "flex"], choices=["sdpa", "flex"])
+    parser.add_argument(
+        "--allocator", choices=["default", "mmap"], default="default", help="mmap: faithful peaks, slower times"
+    )
     args = parser.parse_args()
     import torch
 
@@ -124,10 +136,12 @@ def main() -> None:
         )
         print("|---|---|---|---|---|---|---|---|---|")
         for length in args.lengths:
-            ref = measure(target, "reference", length, args.repeat)
+            ref = measure(target, "reference", length, args.repeat, args.allocator)
             if not ref:
                 continue
-            results = {backend: measure(target, backend, length, args.repeat) for backend in args.backends}
+            results = {
+                backend: measure(target, backend, length, args.repeat, args.allocator) for backend in args.backends
+            }
             for mode in ("forward", "forward+backward"):
                 r = ref[mode]
                 for backend, fast in results.items():

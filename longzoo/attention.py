@@ -10,9 +10,9 @@ dropout on the attention probabilities), at a fraction of the work.
 
 A second backend computes the same band with ``flex_attention`` and a block mask (compiled
 with ``torch.compile``).  It has no dropout and, on CPU, no backward, so it serves CUDA and
-CPU inference; ``auto`` takes it only where it is exact for the call and measured faster
-(CUDA without attention dropout) and the SDPA blocks everywhere else — on this project's
-CPU the SDPA blocks beat compiled flex_attention (see ``BENCHMARKS.md``).
+CPU inference.  ``auto`` takes it on CUDA when no attention dropout is active and the SDPA
+blocks everywhere else: on CPU compiled flex_attention is only on par up to 4k tokens
+(``BENCHMARKS.md``) and every new shape costs a compilation.
 
 ``use_fast_attention(model)`` swaps the class of every ``LongformerSelfAttention`` in a
 model to :class:`FastLongformerSelfAttention`, which keeps the parameters (and so the

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from longzoo.errors import LongzooError
 from longzoo.manifest import history_entry, read_manifest, write_manifest
-from longzoo.outputs import staged_output
+from longzoo.outputs import check_output, staged_output
 from longzoo.progress import Steps
 from longzoo.quiet import quiet_transformers
 from longzoo.train.documents import LabelledDocument, is_multi_label, label_names, read_documents
@@ -117,8 +117,6 @@ def finetune(
     names = label_names(train_docs, eval_docs)
     multi = options.multi_label or is_multi_label(train_docs, eval_docs)
     short = _short_model(model_dir, base, options, max_len) if options.baselines else None
-    from longzoo.outputs import check_output
-
     check_output(Path(out).expanduser().absolute(), force)  # fail before hours of training
 
     import torch
@@ -143,7 +141,7 @@ def finetune(
         "train": _file_record(train_file, train_docs),
         "eval": _file_record(eval_file, eval_docs),
         "max_len": max_len,
-        "base": str(base) if base else None,
+        "baseline_model": (str(base) if base else _recorded_base(model_dir)) if short else None,
         "options": {**asdict(options), "baselines": list(options.baselines)},
         "results": results,
         "architecture": type(model).__name__,
@@ -151,6 +149,10 @@ def finetune(
     with steps.step("Saving the fine-tuned model"):
         manifest = _publish(model, model_dir, Path(out), record, force)
     return FinetuneResult(Path(out).expanduser().absolute(), results, manifest)
+
+
+def _recorded_base(model_dir: Path) -> str | None:
+    return ((read_manifest(model_dir).get("convert") or {}).get("base") or {}).get("id")
 
 
 def _baseline_folder(model_dir: Path, base: str | None) -> Path:
