@@ -153,6 +153,7 @@ def pretrain(
         ddp_backend="gloo" if cpu_distributed else None,
         report_to=[],
         dataloader_num_workers=0,  # masks follow the dataset's epoch, set in this process
+        dataloader_pin_memory=False,
         disable_tqdm=True,
     )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
