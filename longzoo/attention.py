@@ -266,19 +266,47 @@ def _global_rows(attn, hidden, out, is_masked, is_global, dropout):
     rows, cols = is_global.nonzero(as_tuple=True)
     counts = is_global.sum(-1)
     slots = int(counts.max())
-    batch = hidden.shape[0]
+    batch, _, dim = hidden.shape
     slot = torch.arange(slots, device=hidden.device)[None] < counts[:, None]
-    picked = hidden.new_zeros(batch, slots, hidden.shape[-1])
+    picked = hidden.new_zeros(batch, slots, dim)
     picked[slot] = hidden[rows, cols]
-    qg = _heads(attn.query_global(picked), heads)
-    kg = _heads(attn.key_global(hidden), heads)
-    vg = _heads(attn.value_global(hidden), heads)
+    qg = _heads(attn.query_global(picked), heads)  # (B, H, G, d)
     mask = (~is_masked)[:, None, None, :]  # padding keys are never attended
-    glob = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=mask, dropout_p=dropout)  # (B, H, G, d)
+    if slots * heads < dim:
+        glob = _few_global_queries(attn, hidden, qg, mask, dropout)
+    else:
+        kg = _heads(attn.key_global(hidden), heads)
+        vg = _heads(attn.value_global(hidden), heads)
+        glob = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=mask, dropout_p=dropout)  # (B, H, G, d)
     glob = glob.transpose(1, 2).reshape(batch, slots, -1)
     out = out.clone()
     out[rows, cols] = glob[slot].to(out.dtype)
     return out
+
+
+def _few_global_queries(attn, hidden, qg, mask, dropout):
+    """The global rows without projecting every token through ``key_global`` / ``value_global``.
+
+    For a head with key weights W_k and bias b_k, ``q · (W_k h + b_k) = (W_kᵀ q) · h + q · b_k``;
+    the bias term is the same for every key of a query, so softmax ignores it.  And
+    ``Σ p_j (W_v h_j + b_v) = W_v (Σ p_j h_j) + b_v Σ p_j``.  With G global queries and H heads
+    this costs O(G·H·L·D) instead of two O(L·D²) projections: less whenever G·H < D (one
+    [CLS] in a 12-head, 768-wide layer: two of the five projections saved).
+    """
+    batch, heads, slots, head_dim = qg.shape
+    dim = hidden.shape[-1]
+    w_k = attn.key_global.weight.view(heads, head_dim, dim)
+    w_v = attn.value_global.weight.view(heads, head_dim, dim)
+    q_in = torch.einsum("bhgd,hde->bhge", qg, w_k) / head_dim**0.5  # queries moved to the input space
+    # The key-bias term changes nothing after softmax, but it keeps key_global.bias in the
+    # graph: its gradient stays a (zero) tensor, as in transformers, for optimizers and DDP.
+    shift = torch.einsum("bhgd,hd->bhg", qg, attn.key_global.bias.view(heads, head_dim)) / head_dim**0.5
+    scores = torch.einsum("bhge,ble->bhgl", q_in, hidden) + shift[..., None]
+    scores = scores.masked_fill(~mask, float("-inf"))
+    probs = F.dropout(scores.softmax(-1, dtype=torch.float32).to(hidden.dtype), dropout, training=dropout > 0)
+    context = torch.einsum("bhgl,ble->bhge", probs, hidden)  # weighted inputs, projected below
+    bias = attn.value_global.bias.view(1, heads, 1, head_dim) * probs.sum(-1, keepdim=True)
+    return torch.einsum("bhge,hde->bhgd", context, w_v) + bias
 
 
 def _self_attention_modules(model):
