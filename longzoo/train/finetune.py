@@ -123,17 +123,18 @@ def finetune(
     from transformers import AutoTokenizer
 
     torch.manual_seed(options.seed)
+    task = _Task(
+        train_docs, eval_docs, names, multi, _targets(train_docs, names, multi), _targets(eval_docs, names, multi)
+    )
     results = {}
     with tempfile.TemporaryDirectory(prefix="longzoo-finetune-") as scratch:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         with steps.step(f"Fine-tuning the long model ({max_len} tokens)"):
-            model, results["long"] = _train_long(
-                model_dir, tokenizer, train_docs, eval_docs, names, multi, max_len, options, scratch, steps
-            )
+            model, results["long"] = _train_long(model_dir, tokenizer, task, max_len, options, scratch, steps)
         for baseline in options.baselines:
             with steps.step(f"Baseline: {baseline}"):
                 train = _train_truncate if baseline == "truncate" else _train_stride
-                results[baseline] = train(short, train_docs, eval_docs, names, multi, max_len, options, scratch, steps)
+                results[baseline] = train(short, task, max_len, options, scratch, steps)
     record = {
         "task": options.task,
         "multi_label": multi,
@@ -226,17 +227,20 @@ def _targets(docs: list[LabelledDocument], names: list[str], multi: bool):
     return targets
 
 
-class _Examples:
-    """A map-style dataset of ready feature dicts."""
+@dataclass(frozen=True)
+class _Task:
+    """The documents, classes and target tensors every system trains and scores on."""
 
-    def __init__(self, features):
-        self.features = features
+    train_docs: list[LabelledDocument]
+    eval_docs: list[LabelledDocument]
+    names: list[str]
+    multi: bool
+    train_targets: object  # class indices, or (documents, classes) 0/1 for multi-label
+    eval_targets: object
 
-    def __len__(self):
-        return len(self.features)
-
-    def __getitem__(self, i):
-        return self.features[i]
+    @property
+    def problem_type(self) -> str:
+        return "multi_label_classification" if self.multi else "single_label_classification"
 
 
 def _pad_batch(tokenizer):
@@ -254,12 +258,13 @@ def _pad_batch(tokenizer):
     return collate
 
 
-def _sequence_examples(tokenizer, docs, targets, length: int):
+def _sequence_examples(tokenizer, docs, targets, length: int) -> list[dict]:
+    """Feature dicts (a list is a map-style dataset for the Trainer) of whole-sequence inputs."""
     from longzoo.train.stride import with_special_tokens
 
     wrap = with_special_tokens(tokenizer)
     ids = _encode(tokenizer, docs, length)
-    return _Examples([{"input_ids": wrap(doc), "labels": target} for doc, target in zip(ids, targets, strict=True)])
+    return [{"input_ids": wrap(doc), "labels": target} for doc, target in zip(ids, targets, strict=True)]
 
 
 def _train_and_score(model, train_set, eval_set, collate, multi, lr, options, scratch, steps) -> dict:
@@ -311,7 +316,7 @@ def _train_and_score(model, train_set, eval_set, collate, multi, lr, options, sc
     return {**metrics, "train_loss": round(output.training_loss, 4), "train_seconds": round(seconds, 1)}
 
 
-def _train_long(model_dir, tokenizer, train_docs, eval_docs, names, multi, max_len, options, scratch, steps):
+def _train_long(model_dir, tokenizer, task: _Task, max_len, options, scratch, steps):
     from transformers import set_seed
 
     from longzoo.zoo.loaders import load
@@ -321,45 +326,41 @@ def _train_long(model_dir, tokenizer, train_docs, eval_docs, names, multi, max_l
         model = load(
             model_dir,
             "sequence-classification",
-            num_labels=len(names),
-            problem_type="multi_label_classification" if multi else "single_label_classification",
-            id2label=dict(enumerate(names)),
-            label2id={name: i for i, name in enumerate(names)},
+            num_labels=len(task.names),
+            problem_type=task.problem_type,
+            id2label=dict(enumerate(task.names)),
+            label2id={name: i for i, name in enumerate(task.names)},
             fast_attention=options.attention == "fast",
         )
-    targets = _targets(train_docs, names, multi), _targets(eval_docs, names, multi)
-    train_set = _sequence_examples(tokenizer, train_docs, targets[0], max_len)
-    eval_set = _sequence_examples(tokenizer, eval_docs, targets[1], max_len)
+    train_set = _sequence_examples(tokenizer, task.train_docs, task.train_targets, max_len)
+    eval_set = _sequence_examples(tokenizer, task.eval_docs, task.eval_targets, max_len)
     metrics = _train_and_score(
-        model, train_set, eval_set, _pad_batch(tokenizer), multi, options.lr, options, scratch, steps
+        model, train_set, eval_set, _pad_batch(tokenizer), task.multi, options.lr, options, scratch, steps
     )
     return model, {**metrics, "tokens": max_len, **_coverage(eval_set, max_len)}
 
 
 def _coverage(eval_set, length: int) -> dict:
-    return {"eval_documents_cut": sum(len(f["input_ids"]) >= length for f in eval_set.features)}
+    return {"eval_documents_cut": sum(len(f["input_ids"]) >= length for f in eval_set)}
 
 
-def _train_truncate(short: _ShortModel, train_docs, eval_docs, names, multi, max_len, options, scratch, steps):
+def _train_truncate(short: _ShortModel, task: _Task, max_len, options, scratch, steps):
     from transformers import AutoModelForSequenceClassification, set_seed
 
     set_seed(options.seed)
     with quiet_transformers():
         model = AutoModelForSequenceClassification.from_pretrained(
-            short.folder,
-            num_labels=len(names),
-            problem_type="multi_label_classification" if multi else "single_label_classification",
+            short.folder, num_labels=len(task.names), problem_type=task.problem_type
         )
-    targets = _targets(train_docs, names, multi), _targets(eval_docs, names, multi)
-    train_set = _sequence_examples(short.tokenizer, train_docs, targets[0], short.length)
-    eval_set = _sequence_examples(short.tokenizer, eval_docs, targets[1], short.length)
+    train_set = _sequence_examples(short.tokenizer, task.train_docs, task.train_targets, short.length)
+    eval_set = _sequence_examples(short.tokenizer, task.eval_docs, task.eval_targets, short.length)
     lr = options.baseline_lr or options.lr
     collate = _pad_batch(short.tokenizer)
-    metrics = _train_and_score(model, train_set, eval_set, collate, multi, lr, options, scratch, steps)
+    metrics = _train_and_score(model, train_set, eval_set, collate, task.multi, lr, options, scratch, steps)
     return {**metrics, "tokens": short.length, **_coverage(eval_set, short.length)}
 
 
-def _train_stride(short: _ShortModel, train_docs, eval_docs, names, multi, max_len, options, scratch, steps):
+def _train_stride(short: _ShortModel, task: _Task, max_len, options, scratch, steps):
     import torch
     from transformers import AutoModel, set_seed
 
@@ -368,15 +369,13 @@ def _train_stride(short: _ShortModel, train_docs, eval_docs, names, multi, max_l
     tokenizer = short.tokenizer
 
     def examples(docs, targets):
-        return _Examples(
-            [
-                {
-                    "chunks": chunk_document(ids, tokenizer, short.chunk_len, short.chunk_overlap, short.max_chunks),
-                    "labels": target,
-                }
-                for ids, target in zip(_encode(tokenizer, docs, max_len), targets, strict=True)
-            ]
-        )
+        return [
+            {
+                "chunks": chunk_document(ids, tokenizer, short.chunk_len, short.chunk_overlap, short.max_chunks),
+                "labels": target,
+            }
+            for ids, target in zip(_encode(tokenizer, docs, max_len), targets, strict=True)
+        ]
 
     def collate(features):
         chunks = max(len(f["chunks"]) for f in features)
@@ -395,11 +394,11 @@ def _train_stride(short: _ShortModel, train_docs, eval_docs, names, multi, max_l
     set_seed(options.seed)
     with quiet_transformers():
         encoder = AutoModel.from_pretrained(short.folder, add_pooling_layer=False)
-    model = ChunkStrideClassifier(encoder, len(names), max_chunks=short.max_chunks, multi_label=multi)
-    targets = _targets(train_docs, names, multi), _targets(eval_docs, names, multi)
-    train_set, eval_set = examples(train_docs, targets[0]), examples(eval_docs, targets[1])
+    model = ChunkStrideClassifier(encoder, len(task.names), max_chunks=short.max_chunks, multi_label=task.multi)
+    train_set = examples(task.train_docs, task.train_targets)
+    eval_set = examples(task.eval_docs, task.eval_targets)
     lr = options.baseline_lr or options.lr
-    metrics = _train_and_score(model, train_set, eval_set, collate, multi, lr, options, scratch, steps)
+    metrics = _train_and_score(model, train_set, eval_set, collate, task.multi, lr, options, scratch, steps)
     room = short.chunk_len - tokenizer.num_special_tokens_to_add()
     covered = (short.max_chunks - 1) * (room - short.chunk_overlap) + room
     return {
