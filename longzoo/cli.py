@@ -2,15 +2,98 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from typer.core import TyperGroup
 
 from longzoo.errors import LongzooError
+
+err = Console(stderr=True)
+out = Console(soft_wrap=True)
+# Errors raised inside these libraries while they read the user's files are the user's to fix.
+_LIBRARIES = ("transformers", "safetensors", "tokenizers", "huggingface_hub", "datasets", "accelerate", "jieba")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _library_of(exc: BaseException) -> str | None:
+    """The library an exception was raised in (by its type or its innermost frame), if one of ours."""
+    module = type(exc).__module__.split(".")[0]
+    if module.removesuffix("_rust") in _LIBRARIES:
+        return module
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    filename = tb.tb_frame.f_code.co_filename if tb is not None else ""
+    return next((lib for lib in _LIBRARIES if f"{os.sep}{lib}{os.sep}" in filename), None)
+
+
+def error_line(exc: BaseException) -> str | None:
+    """The one line a user sees for ``exc``, or None for a bug in longzoo (keeps its traceback)."""
+    if isinstance(exc, LongzooError):
+        return str(exc)
+    if isinstance(exc, click.UsageError):
+        command = exc.ctx.command_path if exc.ctx is not None else "longzoo"
+        return f"{_first_line(exc.format_message())} (see `{command} --help`)"
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{exc.filename or 'output'}: no space left on the device; free some space and run again"
+    if isinstance(exc, OSError):
+        return f"{exc.filename or 'file system'}: {exc.strerror or _first_line(exc)}"
+    if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or "out of memory" in str(exc):
+        return "out of memory; try a smaller --batch-size or --seq-len"
+    library = _library_of(exc)
+    if library is not None:
+        return f"{library} could not use the given files or values ({type(exc).__name__}: {_first_line(exc)})"
+    return None
+
+
+class _OneLineErrors(TyperGroup):
+    """Every error a user can cause ends as one ``error:`` line and a non-zero exit.
+
+    Set ``LONGZOO_DEBUG=1`` to see the traceback instead.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            with warnings.catch_warnings():
+                # Library warnings are not ours to show (they would stand beside an error line).
+                warnings.simplefilter("ignore")
+                code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()  # a bare `longzoo` or `longzoo zoo` shows its help
+            code = 2
+        except click.exceptions.Abort:
+            err.print("interrupted")
+            code = 130
+        except Exception as exc:  # noqa: BLE001 - sorted into user errors and bugs below
+            line = None if os.environ.get("LONGZOO_DEBUG") else error_line(exc)
+            if line is None:
+                raise
+            err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+            code = 2 if isinstance(exc, click.UsageError) else 1
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
     name="longzoo",
@@ -18,14 +101,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_OneLineErrors,
 )
-err = Console(stderr=True)
-out = Console(soft_wrap=True)
-
-
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
 
 
 def _quiet_transformers() -> None:
@@ -79,25 +156,20 @@ def convert(
 
     _quiet_transformers()
 
-    try:
-        with _progress() as progress:
-            result = run_convert(
-                base,
-                max_pos,
-                out_dir,
-                attention_window=attention_window,
-                force=force,
-                revision=revision,
-                position_init=position_init,
-                dtype=dtype,
-                allow_pickle=allow_pickle,
-                verify=not no_verify,
-                steps=Steps(progress, log=out),
-            )
-    except LongzooError as exc:
-        _fail(str(exc))
-    except OSError as exc:  # disk full, permissions changed under us: still the user's to fix
-        _fail(f"{exc.filename or 'output'}: {exc.strerror or exc}")
+    with _progress() as progress:
+        result = run_convert(
+            base,
+            max_pos,
+            out_dir,
+            attention_window=attention_window,
+            force=force,
+            revision=revision,
+            position_init=position_init,
+            dtype=dtype,
+            allow_pickle=allow_pickle,
+            verify=not no_verify,
+            steps=Steps(progress, log=out),
+        )
     _print_summary(result)
 
 
@@ -118,16 +190,13 @@ def card(
 
     kwargs = dict(language=language or None, license=license, model_name=model_name, base_model=base_model)
     try:
-        try:
-            rendered = render_card(model_dir, **kwargs)
-        except LongzooError as exc:
-            # "asked for": a person at a terminal is asked; scripts get the one-line error
-            if "no license" not in str(exc) or not sys.stdin.isatty():
-                raise
-            kwargs["license"] = typer.prompt("The base model's card names no license. License id (e.g. apache-2.0)")
-            rendered = render_card(model_dir, **kwargs)
+        rendered = render_card(model_dir, **kwargs)
     except LongzooError as exc:
-        _fail(str(exc))
+        # "asked for": a person at a terminal is asked; scripts get the one-line error
+        if "no license" not in str(exc) or not sys.stdin.isatty():
+            raise
+        kwargs["license"] = typer.prompt("The base model's card names no license. License id (e.g. apache-2.0)")
+        rendered = render_card(model_dir, **kwargs)
     meta = rendered.metadata
     out.print(f"wrote {rendered.path}")
     out.print(
@@ -156,21 +225,18 @@ def push(
     from longzoo.progress import Steps
     from longzoo.publish import push as run_push
 
-    try:
-        with _progress() as progress:
-            result = run_push(
-                model_dir,
-                repo_id,
-                private=private,
-                revision=revision,
-                create_pr=create_pr,
-                commit_message=commit_message,
-                dry_run=dry_run,
-                force=force,
-                steps=Steps(progress, log=out),
-            )
-    except LongzooError as exc:
-        _fail(str(exc))
+    with _progress() as progress:
+        result = run_push(
+            model_dir,
+            repo_id,
+            private=private,
+            revision=revision,
+            create_pr=create_pr,
+            commit_message=commit_message,
+            dry_run=dry_run,
+            force=force,
+            steps=Steps(progress, log=out),
+        )
     total = sum(size for _, size in result.files)
     if dry_run:
         out.print(f"would upload {len(result.files)} files ({total / 2**20:.1f} MiB) to {result.repo_url}:")
@@ -241,19 +307,16 @@ def pretrain(
         logging_steps=logging_steps,
         attention=attention,
     )
-    try:
-        result = run_pretrain(
-            model_dir,
-            corpus,
-            out_dir,
-            eval_corpora=eval_corpus,
-            resume=resume,
-            force=force,
-            options=options,
-            steps=Steps(None, log=out),
-        )
-    except LongzooError as exc:
-        _fail(str(exc))
+    result = run_pretrain(
+        model_dir,
+        corpus,
+        out_dir,
+        eval_corpora=eval_corpus,
+        resume=resume,
+        force=force,
+        options=options,
+        steps=Steps(None, log=out),
+    )
     if result.manifest:
         out.print(f"trained {result.steps} steps, final train loss {result.train_loss:.4f}")
         _print_eval_change(result.eval_before, result.eval_after)
@@ -325,12 +388,9 @@ def finetune(
         baseline_lr=baseline_lr,
         attention=attention,
     )
-    try:
-        result = run_finetune(
-            model_dir, train, eval_file, out_dir, options=options, base=base, force=force, steps=Steps(None, log=out)
-        )
-    except LongzooError as exc:
-        _fail(str(exc))
+    result = run_finetune(
+        model_dir, train, eval_file, out_dir, options=options, base=base, force=force, steps=Steps(None, log=out)
+    )
     out.print("| model | tokens | accuracy | macro F1 | micro F1 |", highlight=False)
     out.print("|---|---|---|---|---|", highlight=False)
     for system, metrics in result.results.items():
@@ -358,12 +418,7 @@ def evaluate(
 
     _quiet_transformers()
 
-    try:
-        if attention not in ("fast", "reference"):
-            raise LongzooError("--attention must be fast or reference")
-        metrics = run_evaluate(model_dir, corpus, seq_len=seq_len, wwm=wwm, attention=attention)
-    except LongzooError as exc:
-        _fail(str(exc))
+    metrics = run_evaluate(model_dir, corpus, seq_len=seq_len, wwm=wwm, attention=attention)
     if as_json:
         print(json.dumps(metrics, ensure_ascii=False))
         return
@@ -389,10 +444,7 @@ def mask(
 
     from longzoo.train.masking import show_mask
 
-    try:
-        tokens, selected, mode = show_mask(model_dir, text, wwm=wwm, seed=seed, mlm_prob=mlm_prob)
-    except LongzooError as exc:
-        _fail(str(exc))
+    tokens, selected, mode = show_mask(model_dir, text, wwm=wwm, seed=seed, mlm_prob=mlm_prob)
     if as_json:
         print(json.dumps({"tokens": tokens, "masked": [int(s) for s in selected]}, ensure_ascii=False))
         return
@@ -440,10 +492,7 @@ def zoo_show(name: Annotated[str, typer.Argument(help="Recipe name, e.g. roberta
 
     from longzoo.zoo.registry import get_recipe
 
-    try:
-        recipe = get_recipe(name)
-    except LongzooError as exc:
-        _fail(str(exc))
+    recipe = get_recipe(name)
     print(json.dumps(dataclasses.asdict(recipe), indent=2, ensure_ascii=False))
 
 
@@ -462,19 +511,16 @@ def zoo_build(
     from longzoo.zoo.build import build
 
     _quiet_transformers()
-    try:
-        result = build(
-            name,
-            out=out_dir,
-            corpora=corpus,
-            eval_corpora=eval_corpus,
-            max_steps=max_steps,
-            seq_len=seq_len,
-            push_to=push_to,
-            steps=Steps(None, log=out),
-        )
-    except LongzooError as exc:
-        _fail(str(exc))
+    result = build(
+        name,
+        out=out_dir,
+        corpora=corpus,
+        eval_corpora=eval_corpus,
+        max_steps=max_steps,
+        seq_len=seq_len,
+        push_to=push_to,
+        steps=Steps(None, log=out),
+    )
     if result.skipped:
         out.print(f"already done, skipped: {', '.join(result.skipped)}")
     _print_eval_change(result.eval_before, result.eval_after)

@@ -7,13 +7,13 @@ Each step (convert, pretrain, eval, finetune) adds its own section and a line to
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 
 from longzoo.errors import LongzooError
-from longzoo.outputs import write_text_atomic
+from longzoo.outputs import MANIFEST, write_text_atomic
 
-MANIFEST = "longzoo.json"
 FORMAT = 1
 
 
@@ -48,5 +48,20 @@ def history_entry(step: str) -> dict:
 
 
 def write_manifest(folder: str | Path, manifest: dict) -> None:
-    """Write atomically: a reader never sees half a manifest."""
+    """Write atomically: a reader never sees half a manifest, nor a NaN passed off as a number."""
+    bad = _non_finite_field(manifest)
+    if bad is not None:
+        raise LongzooError(f"{Path(folder) / MANIFEST}: {bad} is not a finite number; nothing was recorded")
     write_text_atomic(Path(folder) / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+
+
+def _non_finite_field(value, path: str = "") -> str | None:
+    """The dotted path of the first NaN or infinity in ``value`` (nested dicts and lists)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "a value"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite_field(item, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None

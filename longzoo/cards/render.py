@@ -6,7 +6,7 @@ id), so that re-rendering after a later step keeps them.
 
 Sections this module reads, beyond ``convert`` (written by the pretraining steps)::
 
-    pretrain: {corpora: [{name, hub_dataset?, documents, tokens}], steps, seq_len,
+    pretrain: {corpora: [{name, hub_dataset?, language?, documents, tokens}], architecture?, steps, seq_len,
                hyperparameters: {...}, wwm, new_lm_head, loss_plot?,
                eval?: {corpus, before: METRICS, after: METRICS}}
     eval:     {corpus, hub_dataset?, **METRICS}        # the latest `longzoo eval`
@@ -120,16 +120,32 @@ def _settings(folder, name, manifest, language, license, model_name, base_model,
         return None
 
     guessed = ["zh"] if _vocabulary_is_chinese(folder) else None
+    languages = list(pick("language", language, ("base card", base_card.get("language")), ("vocabulary", guessed)) or [])
+    if sources.get("language") != "option":  # the model also speaks what it was pretrained on
+        languages += [lang for lang in corpus_languages(manifest) if lang not in languages]
     return CardSettings(
-        language=list(
-            pick("language", language, ("base card", base_card.get("language")), ("vocabulary", guessed)) or []
-        ),
+        language=languages,
         license=pick("license", license, ("base card", base_card.get("license"))),
         model_name=pick("model_name", model_name, ("output folder", name)),
         base_model=pick("base_model", base_model, ("conversion", base["id"] if base["source"] == "hub" else None)),
         repo_id=pick("repo_id", repo_id),
         sources=sources,
     )
+
+
+def corpus_languages(manifest: dict) -> list[str]:
+    """Languages detected in the pretraining corpora (only Chinese is detected so far)."""
+    corpora = (manifest.get("pretrain") or {}).get("corpora") or []
+    return sorted({c["language"] for c in corpora if c.get("language")})
+
+
+def current_architecture(manifest: dict) -> str:
+    """The class of the weights in the folder now: the last step that wrote them decides."""
+    for step in ("finetune", "pretrain"):
+        if manifest.get(step):
+            # pretraining always writes a masked-LM model (records before 2026-11-25 lack the field)
+            return manifest[step].get("architecture", "LongformerForMaskedLM")
+    return manifest["convert"]["architecture"]
 
 
 def _vocabulary_is_chinese(folder: Path) -> bool:
@@ -147,7 +163,7 @@ def card_data(manifest: dict, settings: CardSettings):
 
     convert = manifest["convert"]
     finetune = manifest.get("finetune")
-    pipeline = PIPELINE_TAGS.get((finetune or convert)["architecture"])
+    pipeline = PIPELINE_TAGS.get(current_architecture(manifest))
     tags = ["longformer", "long-context", "longzoo", convert["base"]["model_type"]]
     if "zh" in settings.language:
         tags.append("chinese")
@@ -206,7 +222,7 @@ def template_context(folder: Path, name: str, manifest: dict, settings: CardSett
     """Everything the Jinja template needs, derived from the manifest alone."""
     convert = manifest["convert"]
     finetune = manifest.get("finetune")
-    mlm = convert["architecture"] == "LongformerForMaskedLM" and not finetune
+    mlm = current_architecture(manifest) == "LongformerForMaskedLM"
     tokenizer_config = _read_json(folder / "tokenizer_config.json")
     mask = tokenizer_config.get("mask_token") or "[MASK]"
     if isinstance(mask, dict):  # older tokenizers store AddedToken dicts

@@ -3,14 +3,16 @@
 The Trainer writes ``checkpoint-N/`` in place, ``trainer_state.json`` last.  A run killed
 while writing leaves a folder that looks like a checkpoint but is not: resuming from it
 fails or, worse, resumes from half-written weights.  A checkpoint counts only when its
-state file parses and its weights' header reads; broken ones are moved aside (never
-deleted: they may hold what someone wants to inspect).
+state file parses, its weights' header reads and its optimizer and scheduler archives are
+whole; broken ones are moved aside (never deleted: they may hold what someone wants to
+inspect).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import zipfile
 from pathlib import Path
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -26,6 +28,10 @@ def checkpoint_is_complete(folder: Path) -> bool:
         state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
         with safe_open(str(folder / "model.safetensors"), "pt") as fh:
             keys = list(fh.keys())
+        # torch.save writes zip archives whose directory comes last: a cut file has none.
+        for name in ("optimizer.pt", "scheduler.pt"):
+            with zipfile.ZipFile(folder / name) as archive:
+                archive.namelist()
     except Exception:  # noqa: BLE001 - unreadable means incomplete
         return False
     return bool(keys) and isinstance(state, dict) and "global_step" in state

@@ -32,7 +32,12 @@ class Document:
 
 
 def corpus_name(spec: str) -> str:
-    return Path(spec).name if Path(spec).exists() else spec
+    return Path(spec).expanduser().name if Path(spec).expanduser().exists() else spec
+
+
+def hub_dataset_id(spec: str) -> str | None:
+    """The Hub dataset ``spec`` names, or None for a local path or a built-in corpus."""
+    return None if Path(spec).expanduser().exists() or spec in BUILTIN else spec
 
 
 def read_corpus(spec: str, *, stream_char_budget: int | None = None) -> list[Document]:
@@ -82,18 +87,19 @@ def _clean(text: str) -> str:
     return "\n".join(line.strip() for line in text.strip().split("\n"))
 
 
-def _decode(path: Path) -> str:
+def read_text_file(path: Path) -> str:
+    """A UTF-8 text file's contents; binary files and bad UTF-8 are one-line errors."""
     data = path.read_bytes()
     if b"\x00" in data[:8192]:
         raise LongzooError(f"{path}: binary file, not text")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         raise LongzooError(f"{path}: invalid UTF-8 at byte offset {exc.start}") from None
 
 
 def _read_file(path: Path) -> Iterator[str]:
-    text = _decode(path)
+    text = read_text_file(path)
     if path.suffix.lower() in JSONL_SUFFIXES:
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():

@@ -9,11 +9,13 @@ name the same class in both formats.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from longzoo.errors import LongzooError
+from longzoo.train.corpus import read_text_file
 
 CSV_LABEL_SEPARATOR = "|"
 
@@ -62,21 +64,20 @@ def read_documents(
 
 
 def _jsonl_rows(path: Path):
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:
-                raise LongzooError(f"{path}:{number}: not a JSON object") from None
-            if not isinstance(row, dict):
-                raise LongzooError(f"{path}:{number}: not a JSON object")
-            yield number, row
+    for number, line in enumerate(read_text_file(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise LongzooError(f"{path}:{number}: not a JSON object") from None
+        if not isinstance(row, dict):
+            raise LongzooError(f"{path}:{number}: not a JSON object")
+        yield number, row
 
 
 def _csv_rows(path: Path):
-    with path.open(encoding="utf-8", newline="") as fh:
+    with io.StringIO(read_text_file(path), newline="") as fh:
         try:
             for number, row in enumerate(csv.DictReader(fh), 2):  # line 1 is the header
                 yield number, row
@@ -107,6 +108,8 @@ def label_names(train: list[LabelledDocument], evaluation: list[LabelledDocument
     unseen = sorted({label for doc in evaluation for label in doc.labels} - set(names), key=_natural)
     if unseen:
         raise LongzooError(f"the evaluation file has labels the training file never uses: {', '.join(unseen[:5])}")
+    if not names:
+        raise LongzooError("the training file names no labels; a classifier needs at least one class")
     if len(names) < 2 and not is_multi_label(train):
         raise LongzooError("the training file has only one class; classification needs at least two")
     return names

@@ -17,6 +17,7 @@ import numpy as np
 
 from longzoo.converters.adapters import ADAPTERS
 from longzoo.errors import LongzooError
+from longzoo.numbers import require_int, require_number
 from longzoo.quiet import quiet_transformers
 from longzoo.train.corpus import read_corpus
 from longzoo.train.data import TokenizedDoc, tokenize_documents
@@ -31,12 +32,14 @@ def load_mlm(model_dir: str | Path, attention: str = "fast"):
     A Longformer computes its attention with longzoo's fast path unless ``attention`` is
     ``"reference"``; a short base model is used as it is.
     """
-    from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoModelForMaskedLM
+
+    from longzoo.train.model_folder import load_tokenizer, model_config
+    from longzoo.weights import require_finite
 
     folder = Path(model_dir)
-    if not (folder / "config.json").is_file():
-        raise LongzooError(f"{model_dir}: no config.json; not a model folder")
-    config = AutoConfig.from_pretrained(folder)
+    config = model_config(folder)
+    tokenizer = load_tokenizer(folder, config)
     try:
         with quiet_transformers():
             model, info = AutoModelForMaskedLM.from_pretrained(folder, output_loading_info=True)
@@ -45,11 +48,12 @@ def load_mlm(model_dir: str | Path, attention: str = "fast"):
     head_missing = [k for k in info["missing_keys"] if "lm_head" in k or "cls.predictions" in k]
     if head_missing:
         raise LongzooError(f"{model_dir}: the model has no MLM head to evaluate (encoder-only)")
+    require_finite(model, str(model_dir))
     if attention == "fast" and config.model_type == "longformer":
         from longzoo.attention import use_fast_attention
 
         use_fast_attention(model)
-    return model.eval(), AutoTokenizer.from_pretrained(folder)
+    return model.eval(), tokenizer
 
 
 def native_length(config) -> int:
@@ -79,6 +83,10 @@ def evaluate(
     "predicted", "documents", "window", "wwm"}``; ``bpc`` is ``loss / ln 2`` (bits per
     predicted token, the Longformer paper's "BPC").
     """
+    require_int("seq_len", seq_len, low=8, optional=True)
+    require_number("mlm_prob", mlm_prob, low=0.0, high=1.0, open_low=True, open_high=True)
+    if attention not in ("fast", "reference"):
+        raise LongzooError("--attention must be fast or reference")
     if model is None:
         model, tokenizer = load_mlm(model_dir, attention)
     limit = native_length(model.config)

@@ -24,12 +24,14 @@ from pathlib import Path
 
 from longzoo.errors import LongzooError
 from longzoo.manifest import history_entry, read_manifest, write_manifest
+from longzoo.numbers import require_int, require_number
 from longzoo.outputs import check_output, staged_output
 from longzoo.progress import Steps
 from longzoo.quiet import quiet_transformers
 from longzoo.train.documents import LabelledDocument, is_multi_label, label_names, read_documents
 from longzoo.train.metrics import classification_metrics, decisions
-from longzoo.train.model_folder import copy_tokenizer, longformer_config
+from longzoo.train.model_folder import copy_tokenizer, load_tokenizer, longformer_config, model_config
+from longzoo.weights import require_finite
 
 TASKS = ("classification",)
 BASELINES = ("truncate", "stride")
@@ -63,21 +65,22 @@ class FinetuneOptions:
         if self.task not in TASKS:
             raise LongzooError(f"--task must be one of {', '.join(TASKS)}")
         for name in ("batch_size", "grad_accum"):
-            if getattr(self, name) <= 0:
-                raise LongzooError(f"--{name.replace('_', '-')} must be positive")
-        if self.epochs <= 0:
-            raise LongzooError("--epochs must be positive")
-        if self.lr <= 0 or (self.baseline_lr is not None and self.baseline_lr <= 0):
-            raise LongzooError("--lr must be positive")
-        if self.max_len is not None and self.max_len < 8:
-            raise LongzooError("--max-len must be at least 8")
+            require_int(name, getattr(self, name), low=1)
+        require_int("max_len", self.max_len, low=8, optional=True)
+        require_int("chunk_len", self.chunk_len, low=1, optional=True)
+        require_int("chunk_overlap", self.chunk_overlap, low=0, optional=True)
+        require_int("max_chunks", self.max_chunks, low=1, optional=True)
+        require_int("seed", self.seed, low=0, high=2**32 - 1)
+        require_number("epochs", self.epochs, low=0.0, high=10_000.0, open_low=True)
+        require_number("lr", self.lr, low=0.0, high=1.0, open_low=True)
+        require_number("baseline_lr", self.baseline_lr, low=0.0, high=1.0, open_low=True, optional=True)
+        require_number("warmup_ratio", self.warmup_ratio, low=0.0, high=1.0, open_high=True)
+        require_number("weight_decay", self.weight_decay, low=0.0, high=1.0)
         unknown = [b for b in self.baselines if b not in BASELINES]
         if unknown:
             raise LongzooError(f"--baseline must be one of {', '.join(BASELINES)}, not {unknown[0]!r}")
         if self.attention not in ATTENTION:
             raise LongzooError(f"--attention must be one of {', '.join(ATTENTION)}")
-        if self.max_chunks is not None and self.max_chunks <= 0:
-            raise LongzooError("--max-chunks must be positive")
 
 
 @dataclass
@@ -108,6 +111,7 @@ def finetune(
     steps = steps or Steps()
     model_dir = Path(model_dir).expanduser()
     config = longformer_config(model_dir)
+    tokenizer = load_tokenizer(model_dir, config)
     positions = config.max_position_embeddings - config.pad_token_id - 1
     max_len = options.max_len or positions
     if max_len > positions:
@@ -117,10 +121,10 @@ def finetune(
     names = label_names(train_docs, eval_docs)
     multi = options.multi_label or is_multi_label(train_docs, eval_docs)
     short = _short_model(model_dir, base, options, max_len) if options.baselines else None
-    check_output(Path(out).expanduser().absolute(), force)  # fail before hours of training
+    inputs = [model_dir, train_file, eval_file, *([short.folder] if short else [])]
+    check_output(Path(out).expanduser().absolute(), force, inputs)  # fail before hours of training
 
     import torch
-    from transformers import AutoTokenizer
 
     torch.manual_seed(options.seed)
     task = _Task(
@@ -128,7 +132,6 @@ def finetune(
     )
     results = {}
     with tempfile.TemporaryDirectory(prefix="longzoo-finetune-") as scratch:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
         with steps.step(f"Fine-tuning the long model ({max_len} tokens)"):
             model, results["long"] = _train_long(model_dir, tokenizer, task, max_len, options, scratch, steps)
         for baseline in options.baselines:
@@ -142,13 +145,13 @@ def finetune(
         "train": _file_record(train_file, train_docs),
         "eval": _file_record(eval_file, eval_docs),
         "max_len": max_len,
-        "baseline_model": short.name if short else None,
+        "baseline_model": _display_name(short.name) if short else None,
         "options": {**asdict(options), "baselines": list(options.baselines)},
         "results": results,
         "architecture": type(model).__name__,
     }
     with steps.step("Saving the fine-tuned model"):
-        manifest = _publish(model, model_dir, Path(out), record, force)
+        manifest = _publish(model, model_dir, Path(out), record, force, inputs)
     return FinetuneResult(Path(out).expanduser().absolute(), results, manifest)
 
 
@@ -181,16 +184,14 @@ class _ShortModel:
 
 def _short_model(model_dir: Path, base: str | None, options: FinetuneOptions, max_len: int) -> _ShortModel:
     """Resolve and check everything the baselines need, before any training starts."""
-    from transformers import AutoConfig, AutoTokenizer
-
     from longzoo.train.evaluate import native_length
     from longzoo.train.longdocs import chunk_spans
 
     name, folder = _baseline_folder(model_dir, base)
-    config = AutoConfig.from_pretrained(folder)
+    config = model_config(folder)
     if config.model_type == "longformer":
         raise LongzooError(f"{base or folder}: the baselines need the short base model, not a Longformer")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = load_tokenizer(folder, config)
     length = min(native_length(config), tokenizer.model_max_length)
     chunk_len = options.chunk_len or length
     if not tokenizer.num_special_tokens_to_add() < chunk_len <= length:
@@ -266,9 +267,11 @@ def _sequence_examples(tokenizer, docs, targets, length: int) -> list[dict]:
 
 def _train_and_score(model, train_set, eval_set, collate, multi, lr, options, scratch, steps) -> dict:
     """Train with transformers' Trainer, then score the evaluation documents."""
-    from transformers import PrinterCallback, Trainer, TrainingArguments
+    import torch
+    from transformers import PrinterCallback, TrainingArguments
 
     from longzoo.train.callbacks import StepsCallback
+    from longzoo.train.trainer import LongzooTrainer
 
     batches = math.ceil(len(train_set) / options.batch_size)
     total_steps = max(1, math.ceil(batches / options.grad_accum * options.epochs))
@@ -291,10 +294,17 @@ def _train_and_score(model, train_set, eval_set, collate, multi, lr, options, sc
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
         disable_tqdm=True,
+        logging_nan_inf_filter=False,
+        use_cpu=not torch.cuda.is_available(),
         remove_unused_columns=False,
     )
-    trainer = Trainer(
-        model=model, args=args, train_dataset=train_set, data_collator=collate, callbacks=[StepsCallback(steps)]
+    trainer = LongzooTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        data_collator=collate,
+        callbacks=[StepsCallback(steps)],
+        on_non_finite="Nothing was written: lower --lr (say) and run again.",
     )
     trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
@@ -304,8 +314,6 @@ def _train_and_score(model, train_set, eval_set, collate, multi, lr, options, sc
     prediction = trainer.predict(eval_set)
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     truth = prediction.label_ids
-    import torch
-
     truth = torch.as_tensor(truth)
     if not multi:
         truth = torch.nn.functional.one_hot(truth.long(), logits.shape[-1])
@@ -407,17 +415,24 @@ def _train_stride(short: _ShortModel, task: _Task, max_len, options, scratch, st
     }
 
 
+def _display_name(name: str) -> str:
+    """A Hub id as it is; a local folder by its name only (records never hold local paths)."""
+    path = Path(name).expanduser()
+    return path.resolve().name if path.exists() else name
+
+
 def _file_record(path, docs) -> dict:
     path = Path(path).expanduser()
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return {"name": path.name, "sha256": digest, "documents": len(docs)}
 
 
-def _publish(model, model_dir: Path, out: Path, record: dict, force: bool) -> dict:
+def _publish(model, model_dir: Path, out: Path, record: dict, force: bool, inputs: list) -> dict:
     """Model, tokenizer, manifest and card, written to ``out`` in one rename."""
     from longzoo.cards.render import render_card
 
-    with staged_output(out, force=force) as staging:
+    require_finite(model, "the fine-tuned model")
+    with staged_output(out, force=force, inputs=inputs) as staging:
         model.save_pretrained(staging)
         copy_tokenizer(model_dir, staging)
         manifest = read_manifest(model_dir)

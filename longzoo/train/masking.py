@@ -23,6 +23,7 @@ import logging
 import numpy as np
 
 from longzoo.errors import LongzooError
+from longzoo.numbers import require_int, require_number
 from longzoo.text import chinese_vocabulary, mostly_han
 
 WWM_MODES = ("auto", "jieba", "none")
@@ -135,13 +136,13 @@ def show_mask(model_dir, text: str, *, wwm: str = "auto", seed: int = 0, mlm_pro
     """Tokens of ``text`` and which of them the masking selects (``longzoo mask``)."""
     from pathlib import Path
 
-    from transformers import AutoTokenizer
+    from longzoo.train.model_folder import load_tokenizer
 
-    if not (Path(model_dir) / "config.json").is_file() and not list(Path(model_dir).glob("tokenizer*")):
-        raise LongzooError(f"{model_dir}: no tokenizer in this folder")
     if not text.strip():
         raise LongzooError("--text is empty")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    require_number("mlm_prob", mlm_prob, low=0.0, high=1.0, open_low=True, open_high=True)
+    require_int("seed", seed, low=0, high=2**32 - 1)
+    tokenizer = load_tokenizer(Path(model_dir))
     mode = resolve_mode(wwm, tokenizer, text)
     encoded = tokenizer(text, return_offsets_mapping=True)
     words = word_ids_for(mode, text, encoded.encodings[0])

@@ -6,6 +6,7 @@ many GPUs or nodes unchanged (DDP, or FSDP / DeepSpeed through their config file
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,13 +16,24 @@ from pathlib import Path
 
 from longzoo.errors import LongzooError
 from longzoo.manifest import MANIFEST, history_entry, read_manifest, write_manifest
-from longzoo.outputs import write_text_atomic
+from longzoo.numbers import require_int, require_number
+from longzoo.outputs import (
+    RUN_MARKER,
+    check_output,
+    clean_leftovers,
+    normal_permissions,
+    output_lock,
+    refuse_inputs,
+    write_text_atomic,
+)
 from longzoo.progress import Steps
 from longzoo.quiet import quiet_transformers
-from longzoo.train.corpus import corpus_name, read_corpus
+from longzoo.text import mostly_han
+from longzoo.train.corpus import corpus_name, hub_dataset_id, read_corpus
 from longzoo.train.data import MaskedBlocks, corpus_fingerprint, load_blocks, pack, save_blocks, tokenize_documents
 from longzoo.train.masking import resolve_mode
-from longzoo.train.model_folder import copy_tokenizer, longformer_config
+from longzoo.train.model_folder import copy_tokenizer, load_tokenizer, longformer_config
+from longzoo.weights import init_new_mlm_head, require_finite
 
 ATTENTION = ("fast", "reference")
 CHECKPOINTS = "checkpoints"
@@ -55,13 +67,16 @@ class PretrainOptions:
     attention: str = "fast"  # longzoo's exact blocked-SDPA attention, or transformers' own
 
     def validate(self) -> None:
-        for name in ("max_steps", "batch_size", "grad_accum"):
-            if getattr(self, name) <= 0:
-                raise LongzooError(f"--{name.replace('_', '-')} must be positive")
-        if not 0 < self.mlm_prob < 1:
-            raise LongzooError("--mlm-prob must be between 0 and 1")
-        if self.lr <= 0:
-            raise LongzooError("--lr must be positive")
+        for name in ("max_steps", "batch_size", "grad_accum", "save_steps", "logging_steps", "eval_steps"):
+            require_int(name, getattr(self, name), low=1, optional=name.endswith("_steps") and name != "max_steps")
+        require_int("warmup", self.warmup, low=0, optional=True)
+        require_int("seq_len", self.seq_len, low=8, optional=True)
+        require_int("seed", self.seed, low=0, high=2**32 - 1)
+        require_number("mlm_prob", self.mlm_prob, low=0.0, high=1.0, open_low=True, open_high=True)
+        require_number("lr", self.lr, low=0.0, high=1.0, open_low=True)
+        require_number("weight_decay", self.weight_decay, low=0.0, high=1.0)
+        require_number("adam_epsilon", self.adam_epsilon, low=0.0, high=1.0, open_low=True)
+        require_number("max_grad_norm", self.max_grad_norm, low=0.0)
         if self.bf16 and self.fp16:
             raise LongzooError("choose one of --bf16 and --fp16")
         if self.global_attention not in ("none", "cls"):
@@ -98,31 +113,48 @@ def pretrain(
     card, ``loss.png``) when training ends; while it runs, ``out/checkpoints`` holds
     Trainer checkpoints (``resume=True`` continues from the newest complete one, with the
     same step count and data order) and ``out/cache`` the tokenized, packed corpus.
+    Only the first process writes, and it holds the output folder's lock throughout.
     """
     options = options or PretrainOptions()
     options.validate()
     steps = steps or Steps()
-    model_dir, out = Path(model_dir), Path(out).expanduser().absolute()
+    model_dir, out = Path(model_dir).expanduser(), Path(out).expanduser().absolute()
     config = longformer_config(model_dir)
-    max_positions = config.max_position_embeddings - config.pad_token_id - 1
-    seq_len = options.seq_len or max_positions
-    if seq_len > max_positions:
-        raise LongzooError(f"--seq-len {seq_len} is above the model's {max_positions} positions")
-    if seq_len < 8:
-        raise LongzooError("--seq-len must be at least 8")
+    tokenizer = load_tokenizer(model_dir, config)
+    seq_len = _sequence_length(config, options)
     if not corpora:
         raise LongzooError("give at least one --corpus")
+    _check_output(out, model_dir, resume, force)  # before reading corpora: fail fast
     world = int(os.environ.get("WORLD_SIZE", "1"))
     budget = options.max_steps * options.batch_size * options.grad_accum * world * seq_len * 8  # chars
     train_docs = [doc for spec in corpora for doc in read_corpus(spec, stream_char_budget=budget)]
     eval_docs = [doc for spec in eval_corpora or [] for doc in read_corpus(spec, stream_char_budget=budget)]
-    _prepare_output(out, resume, force)
+    writer = int(os.environ.get("RANK", "0")) == 0
+    with output_lock(out) if writer else contextlib.nullcontext():
+        if writer:
+            _prepare_output(out, model_dir, resume, force)
+        return _run(
+            model_dir, tokenizer, corpora, out, eval_corpora, resume, options, callbacks, steps, seq_len, train_docs, eval_docs
+        )
 
+
+def _sequence_length(config, options: PretrainOptions) -> int:
+    max_positions = config.max_position_embeddings - config.pad_token_id - 1
+    seq_len = options.seq_len or max_positions
+    if seq_len > max_positions:
+        raise LongzooError(f"--seq-len {seq_len} is above the model's {max_positions} positions")
+    return seq_len
+
+
+def _training_arguments(out: Path, options: PretrainOptions, evaluating: bool):
     import torch
-    from transformers import AutoTokenizer, Trainer, TrainingArguments
+    from transformers import TrainingArguments
 
-    cpu_distributed = world > 1 and not torch.cuda.is_available()
-    args = TrainingArguments(
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    if options.fp16 and not cuda:
+        raise LongzooError("--fp16 needs a CUDA GPU; use --bf16 on a CPU")
+    return TrainingArguments(
         output_dir=str(out / CHECKPOINTS),
         max_steps=options.max_steps,
         per_device_train_batch_size=options.batch_size,
@@ -135,10 +167,11 @@ def pretrain(
         max_grad_norm=options.max_grad_norm,
         lr_scheduler_type="linear",
         logging_steps=options.logging_steps or max(1, options.max_steps // 50),
+        logging_nan_inf_filter=False,  # a NaN loss stops the run (LongzooTrainer); never average it away
         save_steps=options.save_steps or max(1, options.max_steps // 10),
         save_total_limit=2,
-        eval_strategy="steps" if eval_corpora else "no",
-        eval_steps=(options.eval_steps or max(1, options.max_steps // 5)) if eval_corpora else None,
+        eval_strategy="steps" if evaluating else "no",
+        eval_steps=(options.eval_steps or max(1, options.max_steps // 5)) if evaluating else None,
         seed=options.seed,
         data_seed=options.seed,
         bf16=options.bf16,
@@ -147,17 +180,23 @@ def pretrain(
         gradient_checkpointing_kwargs={"use_reentrant": False} if options.gradient_checkpointing else None,
         # Unused global projections are frozen below, so DDP never meets unused parameters.
         ddp_find_unused_parameters=False,
-        # transformers treats a torchrun launch without CUDA as distributed only with
-        # use_cpu (accelerate's MULTI_CPU) and the gloo backend.
-        use_cpu=cpu_distributed,
-        ddp_backend="gloo" if cpu_distributed else None,
+        # Without CUDA, transformers runs bf16 autocast and a torchrun launch (accelerate's
+        # MULTI_CPU, gloo backend) only with use_cpu.
+        use_cpu=not cuda,
+        ddp_backend="gloo" if world > 1 and not cuda else None,
         report_to=[],
         dataloader_num_workers=0,  # masks follow the dataset's epoch, set in this process
         dataloader_pin_memory=False,
         disable_tqdm=True,
     )
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model, new_head = _load_mlm(model_dir)
+
+
+def _run(
+    model_dir, tokenizer, corpora, out, eval_corpora, resume, options, callbacks, steps, seq_len, train_docs, eval_docs
+):
+    """Tokenize, train, evaluate and publish; called with the output folder prepared and locked."""
+    args = _training_arguments(out, options, bool(eval_corpora))
+    model, new_head = _load_mlm(model_dir, options.seed)
     if options.attention == "fast":
         from longzoo.attention import use_fast_attention
 
@@ -173,48 +212,18 @@ def pretrain(
             if eval_docs
             else None
         )
+    global_cls = options.global_attention == "cls"
     train_set = MaskedBlocks(
-        train_blocks,
-        tokenizer,
-        mlm_prob=options.mlm_prob,
-        seed=options.seed,
-        global_cls=options.global_attention == "cls",
+        train_blocks, tokenizer, mlm_prob=options.mlm_prob, seed=options.seed, global_cls=global_cls
     )
     eval_set = (
-        MaskedBlocks(
-            eval_blocks,
-            tokenizer,
-            mlm_prob=options.mlm_prob,
-            seed=options.seed + 1,
-            global_cls=options.global_attention == "cls",
-        )
+        MaskedBlocks(eval_blocks, tokenizer, mlm_prob=options.mlm_prob, seed=options.seed + 1, global_cls=global_cls)
         if eval_blocks is not None
         else None
     )
-
-    from longzoo.train.callbacks import EpochCallback, StepsCallback
-
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=eval_set,
-        callbacks=[EpochCallback(train_set), StepsCallback(steps), *(callbacks or [])],
-    )
-    from transformers import PrinterCallback
-
-    trainer.remove_callback(PrinterCallback)  # StepsCallback prints the log lines instead
+    trainer = _trainer(model, args, train_set, eval_set, steps, callbacks)
     main = trainer.is_world_process_zero()
-    eval_before = None
-    before_file = out / CACHE / "eval_before.json"
-    if eval_corpora and main:
-        if resume and before_file.is_file():
-            eval_before = json.loads(before_file.read_text(encoding="utf-8"))
-        else:
-            with steps.step("Evaluating before training"):
-                eval_before = _evaluate(model, tokenizer, eval_corpora, seq_len, options)
-            before_file.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(before_file, json.dumps(eval_before))
+    eval_before = _eval_before(model, tokenizer, eval_corpora, seq_len, options, out, resume, steps) if main else None
 
     from longzoo.train.checkpoints import latest_complete_checkpoint
 
@@ -231,13 +240,15 @@ def pretrain(
     if options.global_attention == "none":
         _copy_global_projections(model)
     model.eval()
+    require_finite(model, "the trained model")
     eval_after = None
     if eval_corpora:
         with steps.step("Evaluating after training"):
             eval_after = _evaluate(model, tokenizer, eval_corpora, seq_len, options)
 
     record = {
-        "model": str(model_dir),
+        "model": model_dir.resolve().name,
+        "architecture": type(model).__name__,
         "corpora": train_stats,
         "eval_corpora": [corpus_name(c) for c in eval_corpora or []],
         "steps": trainer.state.global_step,
@@ -266,29 +277,82 @@ def pretrain(
     return PretrainResult(out, trainer.state.global_step, output.training_loss, eval_before, eval_after, manifest)
 
 
-def _prepare_output(out: Path, resume: bool, force: bool) -> None:
+def _trainer(model, args, train_set, eval_set, steps, callbacks):
+    from transformers import PrinterCallback
+
+    from longzoo.train.callbacks import EpochCallback, StepsCallback
+    from longzoo.train.trainer import LongzooTrainer
+
+    trainer = LongzooTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        callbacks=[EpochCallback(train_set), StepsCallback(steps), *(callbacks or [])],
+        masked_lm=True,
+        on_non_finite="Nothing was written; the last complete checkpoint is kept: "
+        "lower --lr (say) and continue with --resume.",
+    )
+    trainer.remove_callback(PrinterCallback)  # StepsCallback prints the log lines instead
+    return trainer
+
+
+def _eval_before(model, tokenizer, eval_corpora, seq_len, options, out, resume, steps) -> dict | None:
+    """The evaluation of the model before training, measured once (a resumed run reads it back)."""
+    if not eval_corpora:
+        return None
+    before_file = out / CACHE / "eval_before.json"
+    if resume and before_file.is_file():
+        return json.loads(before_file.read_text(encoding="utf-8"))
+    with steps.step("Evaluating before training"):
+        eval_before = _evaluate(model, tokenizer, eval_corpora, seq_len, options)
+    before_file.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(before_file, json.dumps(eval_before))
+    return eval_before
+
+
+def _check_output(out: Path, model_dir: Path, resume: bool, force: bool) -> None:
+    """What ``out`` must be for this run: never the input or around it; resumable; replaceable."""
     if out.exists() and not out.is_dir():
         raise LongzooError(f"{out}: exists and is not a folder")
+    refuse_inputs(out, [model_dir])
     if resume:
         if not (out / CHECKPOINTS).is_dir():
             raise LongzooError(f"{out}: nothing to resume (no {CHECKPOINTS}/ folder)")
-    elif out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise LongzooError(
-                f"{out}: folder exists and is not empty; pass --resume to continue or --force to restart"
-            )
-        shutil.rmtree(out)
+    elif out.is_dir() and any(out.iterdir()) and not force:
+        raise LongzooError(f"{out}: folder exists and is not empty; pass --resume to continue or --force to restart")
+    else:
+        check_output(out, force, [model_dir])
+
+
+def _prepare_output(out: Path, model_dir: Path, resume: bool, force: bool) -> None:
+    """Make ``out`` ready for this run; called under the output lock, by the writing process only.
+
+    ``--force`` removes only the previous run's checkpoints (the Trainer would mix them with
+    this run's); its final model stays until this run replaces it, and the tokenized
+    corpus cache, keyed by content, is reused.
+    """
+    _check_output(out, model_dir, resume, force)
+    clean_leftovers(out)
+    if not resume and out.is_dir() and any(out.iterdir()):
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+        shutil.rmtree(out / ".final.partial", ignore_errors=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        (out / RUN_MARKER).touch()
     except OSError as exc:
         raise LongzooError(f"{out}: cannot write here ({exc.strerror or exc})") from None
 
 
-def _load_mlm(model_dir: Path):
-    """The Longformer with an MLM head; encoder-only models get a new head tied to the embeddings."""
+_HEAD = {"lm_head.dense.weight", "lm_head.dense.bias", "lm_head.layer_norm.weight", "lm_head.layer_norm.bias"}
+
+
+def _load_mlm(model_dir: Path, seed: int):
+    """The Longformer with an MLM head; encoder-only models get a new head tied to the embeddings.
+
+    transformers leaves the new head's ``lm_head.bias`` as uninitialised memory, so a new head
+    is initialised here on purpose, and the whole model must be finite before training.
+    """
     from transformers import LongformerForMaskedLM
 
     with quiet_transformers():  # the new head of an encoder-only model is reported below
@@ -296,11 +360,17 @@ def _load_mlm(model_dir: Path):
             model_dir, output_loading_info=True, tie_word_embeddings=True
         )
     missing = set(info["missing_keys"])
-    new_head = any(k.startswith("lm_head.") for k in missing)
     backbone_missing = [k for k in missing if not k.startswith("lm_head.")]
     if backbone_missing:
         raise LongzooError(f"{model_dir}: weights missing for {backbone_missing[:3]}; not a complete Longformer")
-    model.tie_weights()
+    new_head = _HEAD <= missing
+    if new_head:
+        init_new_mlm_head(model, seed)
+    elif _HEAD & missing:
+        raise LongzooError(f"{model_dir}: the MLM head is incomplete (missing {sorted(_HEAD & missing)})")
+    else:
+        model.tie_weights()
+    require_finite(model, f"{model_dir}")
     return model, new_head
 
 
@@ -345,7 +415,8 @@ def _packed(specs, documents, tokenizer, model_dir, seq_len, options, out, args)
         stats.append(
             {
                 "name": name,
-                "hub_dataset": None if Path(spec).expanduser().exists() else spec,
+                "hub_dataset": hub_dataset_id(spec),
+                "language": "zh" if mostly_han("".join(d.text[:2000] for d, _ in mine[:50])) else None,
                 "documents": len(mine),
                 "tokens": int(sum(len(t.ids) for _, t in mine)),
                 "characters": int(sum(len(d.text) for d, _ in mine)),
@@ -416,8 +487,12 @@ def _publish(model, model_dir: Path, out: Path, record: dict) -> dict:
     if "convert" in manifest:
         render_card(staging, strict=False, folder_name=out.name)
     manifest = read_manifest(staging)
+    normal_permissions(staging)
+    # A previous run's manifest goes first: until the new one lands, the folder is incomplete.
+    (out / MANIFEST).unlink(missing_ok=True)
     files = sorted(p for p in staging.iterdir() if p.is_file())
     for file in sorted(files, key=lambda p: p.name == MANIFEST):
         os.replace(file, out / file.name)
     staging.rmdir()
+    (out / RUN_MARKER).unlink(missing_ok=True)
     return manifest
