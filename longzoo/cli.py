@@ -9,13 +9,13 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
+from longzoo.choices import Attention, Baseline, DType, GlobalAttention, PositionInit, Task, Wwm
 from longzoo.errors import LongzooError
 
 err = Console(stderr=True)
@@ -47,11 +47,16 @@ def _library_of(exc: BaseException) -> str | None:
     return next((lib for lib in _LIBRARIES if f"{os.sep}{lib}{os.sep}" in filename), None)
 
 
+def _is_click(exc: BaseException, name: str) -> bool:
+    """``exc`` is click's exception ``name``, from click itself or the copy newer typers vendor."""
+    return any(cls.__name__ == name and "click" in cls.__module__ for cls in type(exc).__mro__)
+
+
 def error_line(exc: BaseException) -> str | None:
     """The one line a user sees for ``exc``, or None for a bug in longzoo (keeps its traceback)."""
     if isinstance(exc, LongzooError):
         return str(exc)
-    if isinstance(exc, click.UsageError):
+    if _is_click(exc, "UsageError"):
         command = exc.ctx.command_path if exc.ctx is not None else "longzoo"
         return f"{_first_line(exc.format_message())} (see `{command} --help`)"
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -78,18 +83,22 @@ class _OneLineErrors(TyperGroup):
                 # Library warnings are not ours to show (they would stand beside an error line).
                 warnings.simplefilter("ignore")
                 code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.exceptions.NoArgsIsHelpError as exc:
-            exc.show()  # a bare `longzoo` or `longzoo zoo` shows its help
-            code = 2
-        except click.exceptions.Abort:
-            err.print("interrupted")
-            code = 130
         except Exception as exc:  # noqa: BLE001 - sorted into user errors and bugs below
+            if _is_click(exc, "NoArgsIsHelpError"):
+                exc.show()  # a bare `longzoo` or `longzoo zoo` shows its help
+                return self._exit(2, standalone_mode)
+            if _is_click(exc, "Abort"):
+                err.print("interrupted")
+                return self._exit(130, standalone_mode)
             line = None if os.environ.get("LONGZOO_DEBUG") else error_line(exc)
             if line is None:
                 raise
             err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
-            code = 2 if isinstance(exc, click.UsageError) else 1
+            code = 1
+        return self._exit(code, standalone_mode)
+
+    @staticmethod
+    def _exit(code, standalone_mode: bool):
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
@@ -126,6 +135,9 @@ def _progress() -> Progress:
 @app.callback()
 def main() -> None:
     """longzoo: long-context Longformer models from short encoders."""
+    from longzoo.converters.source import check_endpoint_variable
+
+    check_endpoint_variable()  # a malformed HF_ENDPOINT breaks importing transformers itself
 
 
 @app.command()
@@ -143,8 +155,10 @@ def convert(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty output folder.")] = False,
     revision: Annotated[Optional[str], typer.Option("--revision", help="Hub branch, tag or commit.")] = None,
-    position_init: Annotated[str, typer.Option("--position-init", help="copy (default) or interpolate.")] = "copy",
-    dtype: Annotated[str, typer.Option("--dtype", help="float32 (default), float16 or bfloat16.")] = "float32",
+    position_init: Annotated[
+        PositionInit, typer.Option("--position-init", help="Tile the base table (copy) or stretch it.")
+    ] = PositionInit.copy,
+    dtype: Annotated[DType, typer.Option("--dtype", help="Stored precision; parity runs in float32.")] = DType.float32,
     allow_pickle: Annotated[
         bool, typer.Option("--allow-pickle", help="Read pytorch_model.bin (weights_only) when no safetensors exist.")
     ] = False,
@@ -164,8 +178,8 @@ def convert(
             attention_window=attention_window,
             force=force,
             revision=revision,
-            position_init=position_init,
-            dtype=dtype,
+            position_init=position_init.value,
+            dtype=dtype.value,
             allow_pickle=allow_pickle,
             verify=not no_verify,
             steps=Steps(progress, log=out),
@@ -264,7 +278,7 @@ def pretrain(
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")] = 8,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (linear schedule).")] = 3e-5,
     warmup: Annotated[Optional[int], typer.Option("--warmup", help="Warmup steps; default min(500, steps/10).")] = None,
-    wwm: Annotated[str, typer.Option("--wwm", help="auto, jieba or none.")] = "auto",
+    wwm: Annotated[Wwm, typer.Option("--wwm", help="Whole-word masking: auto, jieba or none.")] = Wwm.auto,
     mlm_prob: Annotated[float, typer.Option("--mlm-prob", help="Share of tokens to predict.")] = 0.15,
     eval_corpus: Annotated[
         Optional[list[str]], typer.Option("--eval-corpus", help="Held-out text, evaluated before and after.")
@@ -277,10 +291,14 @@ def pretrain(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest complete checkpoint.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty output folder.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for data order and masks.")] = 42,
-    global_attention: Annotated[str, typer.Option("--global-attention", help="none or cls.")] = "none",
+    global_attention: Annotated[
+        GlobalAttention, typer.Option("--global-attention", help="Train with global attention on [CLS] / <s>.")
+    ] = GlobalAttention.none,
     save_steps: Annotated[Optional[int], typer.Option("--save-steps", help="Checkpoint every N steps.")] = None,
     logging_steps: Annotated[Optional[int], typer.Option("--logging-steps", help="Log every N steps.")] = None,
-    attention: Annotated[str, typer.Option("--attention", help="fast (exact, blocked SDPA) or reference.")] = "fast",
+    attention: Annotated[
+        Attention, typer.Option("--attention", help="fast (exact, blocked SDPA) or transformers' reference.")
+    ] = Attention.fast,
 ) -> None:
     """Continue MLM pretraining on long documents (Trainer; works under torchrun / accelerate)."""
     from longzoo.progress import Steps
@@ -296,16 +314,16 @@ def pretrain(
         grad_accum=grad_accum,
         lr=lr,
         warmup=warmup,
-        wwm=wwm,
+        wwm=wwm.value,
         mlm_prob=mlm_prob,
         bf16=bf16,
         fp16=fp16,
         gradient_checkpointing=gradient_checkpointing,
         seed=seed,
-        global_attention=global_attention,
+        global_attention=global_attention.value,
         save_steps=save_steps,
         logging_steps=logging_steps,
-        attention=attention,
+        attention=attention.value,
     )
     result = run_pretrain(
         model_dir,
@@ -318,7 +336,8 @@ def pretrain(
         steps=Steps(None, log=out),
     )
     if result.manifest:
-        out.print(f"trained {result.steps} steps, final train loss {result.train_loss:.4f}")
+        loss = "not logged" if result.train_loss is None else f"{result.train_loss:.4f}"
+        out.print(f"trained {result.steps} steps, mean train loss {loss}")
         _print_eval_change(result.eval_before, result.eval_after)
         out.print(f"wrote {result.out}")
 
@@ -329,7 +348,7 @@ def finetune(
     train: Annotated[Path, typer.Option("--train", help="Training documents: .jsonl or .csv.")],
     eval_file: Annotated[Path, typer.Option("--eval", help="Evaluation documents: .jsonl or .csv.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder for the fine-tuned long model.")],
-    task: Annotated[str, typer.Option("--task", help="classification.")] = "classification",
+    task: Annotated[Task, typer.Option("--task", help="What to fine-tune for.")] = Task.classification,
     text_field: Annotated[str, typer.Option("--text-field", help="Field (column) holding the text.")] = "text",
     label_field: Annotated[
         str, typer.Option("--label-field", help="Field holding the label, or a list of labels.")
@@ -345,7 +364,7 @@ def finetune(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Documents per micro-batch.")] = 4,
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")] = 1,
     baseline: Annotated[
-        Optional[list[str]], typer.Option("--baseline", help="truncate or stride; repeatable, trained alike.")
+        Optional[list[Baseline]], typer.Option("--baseline", help="Short-model baseline; repeatable, trained alike.")
     ] = None,
     base: Annotated[
         Optional[str], typer.Option("--base", help="Short model of the baselines; default: the recorded base.")
@@ -361,7 +380,9 @@ def finetune(
     ] = None,
     baseline_lr: Annotated[Optional[float], typer.Option("--baseline-lr", help="Default: --lr.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for heads and data order.")] = 42,
-    attention: Annotated[str, typer.Option("--attention", help="fast (exact, blocked SDPA) or reference.")] = "fast",
+    attention: Annotated[
+        Attention, typer.Option("--attention", help="fast (exact, blocked SDPA) or transformers' reference.")
+    ] = Attention.fast,
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty output folder.")] = False,
 ) -> None:
     """Fine-tune for long-document classification, with truncate / stride baselines in one table."""
@@ -371,7 +392,7 @@ def finetune(
 
     _quiet_transformers()
     options = FinetuneOptions(
-        task=task,
+        task=task.value,
         text_field=text_field,
         label_field=label_field,
         multi_label=multi_label,
@@ -381,12 +402,12 @@ def finetune(
         batch_size=batch_size,
         grad_accum=grad_accum,
         seed=seed,
-        baselines=tuple(baseline or ()),
+        baselines=tuple(b.value for b in baseline or ()),
         chunk_len=chunk_len,
         chunk_overlap=chunk_overlap,
         max_chunks=max_chunks,
         baseline_lr=baseline_lr,
-        attention=attention,
+        attention=attention.value,
     )
     result = run_finetune(
         model_dir, train, eval_file, out_dir, options=options, base=base, force=force, steps=Steps(None, log=out)
@@ -407,8 +428,10 @@ def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="Any MLM folder: a short base, a conversion, a pretrained model.")],
     corpus: Annotated[list[str], typer.Option("--corpus", help="Held-out text; repeatable.")],
     seq_len: Annotated[Optional[int], typer.Option("--seq-len", help="Window; default: the model's length.")] = None,
-    wwm: Annotated[str, typer.Option("--wwm", help="auto, jieba or none (masks are fixed by a seed).")] = "auto",
-    attention: Annotated[str, typer.Option("--attention", help="fast (exact, blocked SDPA) or reference.")] = "fast",
+    wwm: Annotated[Wwm, typer.Option("--wwm", help="Whole-word masking (masks are fixed by a seed).")] = Wwm.auto,
+    attention: Annotated[
+        Attention, typer.Option("--attention", help="fast (exact, blocked SDPA) or transformers' reference.")
+    ] = Attention.fast,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Masked-LM loss, bits per token and per character, and accuracy on held-out text."""
@@ -418,7 +441,7 @@ def evaluate(
 
     _quiet_transformers()
 
-    metrics = run_evaluate(model_dir, corpus, seq_len=seq_len, wwm=wwm, attention=attention)
+    metrics = run_evaluate(model_dir, corpus, seq_len=seq_len, wwm=wwm.value, attention=attention.value)
     if as_json:
         print(json.dumps(metrics, ensure_ascii=False))
         return
@@ -434,7 +457,7 @@ def evaluate(
 def mask(
     model_dir: Annotated[Path, typer.Argument(help="Folder whose tokenizer to use.")],
     text: Annotated[str, typer.Option("--text", help="Text to mask.")],
-    wwm: Annotated[str, typer.Option("--wwm", help="auto, jieba or none.")] = "auto",
+    wwm: Annotated[Wwm, typer.Option("--wwm", help="Whole-word masking: auto, jieba or none.")] = Wwm.auto,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the draw.")] = 0,
     mlm_prob: Annotated[float, typer.Option("--mlm-prob", help="Share of tokens to select.")] = 0.15,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"tokens": [...], "masked": [0/1, ...]}.')] = False,
@@ -444,7 +467,7 @@ def mask(
 
     from longzoo.train.masking import show_mask
 
-    tokens, selected, mode = show_mask(model_dir, text, wwm=wwm, seed=seed, mlm_prob=mlm_prob)
+    tokens, selected, mode = show_mask(model_dir, text, wwm=wwm.value, seed=seed, mlm_prob=mlm_prob)
     if as_json:
         print(json.dumps({"tokens": tokens, "masked": [int(s) for s in selected]}, ensure_ascii=False))
         return

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from longzoo.errors import LongzooError
 from longzoo.outputs import MANIFEST, write_text_atomic
@@ -52,7 +53,26 @@ def write_manifest(folder: str | Path, manifest: dict) -> None:
     bad = _non_finite_field(manifest)
     if bad is not None:
         raise LongzooError(f"{Path(folder) / MANIFEST}: {bad} is not a finite number; nothing was recorded")
-    write_text_atomic(Path(folder) / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(without_local_paths(manifest), indent=2, ensure_ascii=False)
+    write_text_atomic(Path(folder) / MANIFEST, text + "\n")
+
+
+_ABSOLUTE = re.compile(r"^(/|~/|[A-Za-z]:[\\/])")
+
+
+def without_local_paths(value):
+    """``value`` with every absolute local path replaced by its last component.
+
+    A manifest travels with the model to the Hub: a user's home folder or virtualenv
+    has no place in it, and means nothing on another machine anyway.
+    """
+    if isinstance(value, str):
+        return PureWindowsPath(value).name if _ABSOLUTE.match(value) else value
+    if isinstance(value, dict):
+        return {key: without_local_paths(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_local_paths(item) for item in value]
+    return value
 
 
 def _non_finite_field(value, path: str = "") -> str | None:

@@ -32,6 +32,25 @@ def require_finite(model, where: str) -> None:
         raise NonFiniteError(f"{where}: tensor {bad} holds NaN or infinity; nothing was written")
 
 
+_HEAD = {"lm_head.dense.weight", "lm_head.dense.bias", "lm_head.layer_norm.weight", "lm_head.layer_norm.bias"}
+
+
+def complete_mlm_head(model, missing_keys, seed: int = 0) -> bool:
+    """Initialise a Longformer's MLM head that the checkpoint lacked; True when it was new.
+
+    A head the checkpoint holds only in part is an error: mixing trained and fresh parts
+    would be a head nobody asked for.
+    """
+    missing = _HEAD & set(missing_keys)
+    if missing == _HEAD:
+        init_new_mlm_head(model, seed)
+        return True
+    if missing:
+        raise LongzooError(f"the MLM head is incomplete (missing {sorted(missing)})")
+    model.tie_weights()
+    return False
+
+
 def init_new_mlm_head(model, seed: int) -> None:
     """Give a Longformer's freshly created MLM head defined values, as BERT's recipe does.
 

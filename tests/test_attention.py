@@ -44,10 +44,11 @@ def inputs(length, globals_per_row, batch=3, seed=1):
     return dict(input_ids=ids, attention_mask=mask, global_attention_mask=glob)
 
 
-def run(model, batch, fast: bool, backward: bool = False):
+def run(model, batch, fast: bool, backward: bool = False, compile_backend: str | None = None):
     (use_fast_attention if fast else use_reference_attention)(model)
     model.zero_grad()
-    out = model(**batch, labels=batch["input_ids"])
+    call = torch.compile(model, backend=compile_backend) if compile_backend else model
+    out = call(**batch, labels=batch["input_ids"])
     if backward:
         out.loss.backward()
         return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -175,3 +176,96 @@ def test_backend_choice_follows_device_and_mode(monkeypatch):
         model.train()(**batch)
     use_reference_attention(model)
     assert not hasattr(model.longformer.encoder.layer[0].attention.self, "_longzoo_backend")
+
+
+@pytest.fixture
+def fresh_dynamo():
+    """Empty compile caches: the tests compile the same functions for new models, and past
+    dynamo's recompile limit a function silently runs eagerly, which would test nothing."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("globals_per_row", [(0, 0, 0), (1, 0, 1), (3, 1, 2)], ids=["none", "one", "several"])
+@pytest.mark.parametrize("compile_backend", ["aot_eager", "inductor"])
+def test_compiled_gradients_match_the_reference(compile_backend, globals_per_row, fresh_dynamo):
+    """torch.compile of the fast path: logits and every gradient are eager transformers'.
+
+    Global tokens put a graph break (their count sizes the key blocks) in the middle of the
+    band computation; values that cross it must not be overlapping views (AOTAutograd
+    copies their incoming gradient into the overlapping layout and loses part of it).
+    Padding rows and a length that is not a whole number of window blocks are included.
+    """
+    from torch._dynamo.utils import counters
+
+    model = tiny_model(windows=(8, 8))
+    batch = inputs(37, globals_per_row)
+    ref_out, ref_grads = run(model, batch, fast=False, backward=True)
+    out, grads = run(model, batch, fast=True, backward=True, compile_backend=compile_backend)
+    assert counters["stats"]["unique_graphs"] > 0  # it did compile
+    assert (out - ref_out).abs().max() <= 1e-4
+    assert grads.keys() == ref_grads.keys()
+    wrong = {n: (grads[n] - ref_grads[n]).abs().max().item() for n in ref_grads}
+    assert {n: e for n, e in wrong.items() if e > 1e-4} == {}
+
+
+def test_device_maps_never_split_a_fast_self_attention():
+    """accelerate keeps the classes named in ``_no_split_modules`` whole, matching by class
+    name; transformers lists LongformerSelfAttention.  Budgets of one to three self-attentions
+    per device make accelerate split every module it may split."""
+    from accelerate.utils import compute_module_sizes, infer_auto_device_map
+
+    model = use_fast_attention(tiny_model(windows=(8, 8)))
+    encoder = model.longformer.encoder
+    self_size = compute_module_sizes(encoder)["layer.0.attention.self"]
+    for budget in (1.1, 1.5, 3):
+        max_memory = {**dict.fromkeys(range(3), int(budget * self_size)), "cpu": 1 << 30}
+        device_map = infer_auto_device_map(
+            encoder, max_memory=max_memory, no_split_module_classes=list(model._no_split_modules)
+        )
+        assert [name for name in device_map if ".attention.self." in name] == [], budget
+
+
+def test_fast_attention_runs_under_accelerate_hooks(monkeypatch):
+    """device_map / cpu_offload leave accelerate hooks: the instance's ``forward`` is replaced
+    and the original bound method kept in ``_old_forward``, which a class swap alone misses."""
+    from accelerate.hooks import ModelHook, add_hook_to_module, remove_hook_from_module
+
+    import longzoo.attention as attention
+
+    calls = []
+    band = attention.band_attention
+    monkeypatch.setattr(attention, "band_attention", lambda *a: calls.append(1) or band(*a))
+    model = tiny_model()
+    batch = inputs(37, (2, 0, 1))
+    ref, _ = run(model, batch, fast=False)
+    modules = [m for m in model.modules() if isinstance(m, LongformerSelfAttention)]
+    for module in modules:
+        add_hook_to_module(module, ModelHook())
+    fast, _ = run(model, batch, fast=True)
+    assert len(calls) == 2  # one per layer, through the hooks
+    assert (fast - ref).abs().max() <= 1e-5
+    calls.clear()
+    run(model, batch, fast=False)
+    assert calls == []
+    # a hook removed while fast pins the bound forward on the instance; the swap back reaches it
+    use_fast_attention(model)
+    for module in modules:
+        remove_hook_from_module(module)
+    model(**batch)
+    assert len(calls) == 2
+    calls.clear()
+    run(model, batch, fast=False)
+    assert calls == []
+
+
+def test_refuses_a_forward_replaced_by_unknown_code():
+    """A forward wrapped by something else would keep running the reference silently."""
+    model = tiny_model()
+    module = model.longformer.encoder.layer[1].attention.self
+    module.forward = lambda *args, **kwargs: LongformerSelfAttention.forward(module, *args, **kwargs)
+    with pytest.raises(LongzooError, match="forward"):
+        use_fast_attention(model)
+    assert not any(isinstance(m, FastLongformerSelfAttention) for m in model.modules())  # nothing half-done

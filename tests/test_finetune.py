@@ -187,12 +187,19 @@ def probe_files(tmp_path, n_train=16, n_eval=8):
     return tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
 
 
-def test_finetune_end_to_end_with_both_baselines(converted, tmp_path):
+def test_finetune_end_to_end_with_both_baselines(converted, base_models, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     train, evaluation = probe_files(tmp_path)
     options = FinetuneOptions(epochs=1, max_len=200, baselines=("truncate", "stride"), batch_size=4)
-    result = finetune(converted["roberta-mlm"].out, train, evaluation, tmp_path / "out", options=options)
+    result = finetune(
+        converted["roberta-mlm"].out,
+        train,
+        evaluation,
+        tmp_path / "out",
+        options=options,
+        base=str(base_models["roberta-mlm"]),
+    )
     assert set(result.results) == {"long", "truncate", "stride"}
     assert result.results["truncate"]["tokens"] == 64  # the tiny base's length
     assert result.results["stride"]["max_chunks"] >= 3
@@ -201,6 +208,7 @@ def test_finetune_end_to_end_with_both_baselines(converted, tmp_path):
     manifest = read_manifest(tmp_path / "out")
     record = manifest["finetune"]
     assert record["labels"] == ["0", "1"] and not record["multi_label"]
+    assert record["baseline_model"] == "roberta-mlm"  # the folder's name, never its local path
     assert record["train"]["documents"] == 16 and len(record["train"]["sha256"]) == 64
     assert record["results"] == json.loads(json.dumps(result.results))
     assert "finetune" in [h["step"] for h in manifest["history"]] and "convert" in manifest
@@ -225,14 +233,19 @@ def test_finetune_end_to_end_with_both_baselines(converted, tmp_path):
     )
 
 
-def test_finetune_multi_label_csv(converted, tmp_path):
+def test_finetune_multi_label_csv(converted, base_models, tmp_path):
     rows = ["text,label"] + [
         f"{'alpha ' * (i % 3)}{'omega ' * (i % 2)} river town,{'a' * (i % 3 > 0)}|{'o' * (i % 2)}" for i in range(12)
     ]
     (tmp_path / "d.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     options = FinetuneOptions(epochs=1, multi_label=True, baselines=("stride",))
     result = finetune(
-        converted["bert-zh-mlm"].out, tmp_path / "d.csv", tmp_path / "d.csv", tmp_path / "m", options=options
+        converted["bert-zh-mlm"].out,
+        tmp_path / "d.csv",
+        tmp_path / "d.csv",
+        tmp_path / "m",
+        options=options,
+        base=str(base_models["bert-zh-mlm"]),
     )
     record = read_manifest(tmp_path / "m")["finetune"]
     assert record["multi_label"] and record["labels"] == ["a", "o"]
@@ -246,16 +259,24 @@ def test_cli_finetune_and_its_errors(converted, base_models, tmp_path):
     train, evaluation = probe_files(tmp_path, 8, 4)
     model = str(converted["bert-zh-mlm"].out)
     args = ["finetune", model, "--train", str(train), "--eval", str(evaluation), "--epochs", "1"]
-    ok = runner.invoke(app, [*args, "--out", str(tmp_path / "o"), "--baseline", "truncate"])
+    base = ["--base", str(base_models["bert-zh-mlm"])]
+    ok = runner.invoke(app, [*args, "--out", str(tmp_path / "o"), "--baseline", "truncate", *base])
     assert ok.exit_code == 0, ok.output
     assert "| long |" in ok.output and "| truncate |" in ok.output
     cases = [
         ([*args, "--out", str(tmp_path / "o")], "folder exists and is not empty"),
-        ([*args, "--out", str(tmp_path / "x"), "--baseline", "sliding"], "--baseline must be one of"),
+        ([*args, "--out", str(tmp_path / "x"), "--baseline", "sliding"], "'sliding' is not one of"),
         ([*args, "--out", str(tmp_path / "x"), "--max-len", "100000"], "is above the model's 256 positions"),
-        ([*args, "--out", str(tmp_path / "x"), "--task", "qa"], "--task must be one of"),
-        ([*args, "--out", str(tmp_path / "x"), "--baseline", "stride", "--chunk-len", "65"], "--chunk-len must be"),
-        ([*args, "--out", str(tmp_path / "x"), "--baseline", "stride", "--chunk-overlap", "62"], "--chunk-overlap"),
+        ([*args, "--out", str(tmp_path / "x"), "--task", "qa"], "'qa' is not one of"),
+        (
+            [*args, "--out", str(tmp_path / "x"), "--baseline", "stride", "--chunk-len", "65", *base],
+            "--chunk-len must be",
+        ),
+        (
+            [*args, "--out", str(tmp_path / "x"), "--baseline", "stride", "--chunk-overlap", "62", *base],
+            "--chunk-overlap",
+        ),
+        ([*args, "--out", str(tmp_path / "x"), "--baseline", "stride"], "the local folder bert-zh-mlm; pass --base"),
         (
             [
                 "finetune",

@@ -88,14 +88,18 @@ def render_card(
     if "convert" not in manifest:
         raise LongzooError(f"{folder}: no longzoo.json with a conversion record; is this a longzoo model folder?")
     name = folder_name or folder.resolve().name
-    settings = _settings(folder, name, manifest, language, license, model_name, base_model, repo_id)
-    data = card_data(manifest, settings)
-    meta = data.to_dict()
-    problems = validate_metadata(meta)
-    if problems and strict:
-        raise LongzooError(f"card metadata: {problems[0]}")
-    context = template_context(folder, name, manifest, settings)
-    card = ModelCard.from_template(data, template_path=TEMPLATE, **context)
+    try:
+        settings = _settings(folder, name, manifest, language, license, model_name, base_model, repo_id)
+        data = card_data(manifest, settings)
+        meta = data.to_dict()
+        problems = validate_metadata(meta)
+        if problems and strict:
+            raise LongzooError(f"card metadata: {problems[0]}")
+        context = template_context(folder, name, manifest, settings)
+        card = ModelCard.from_template(data, template_path=TEMPLATE, **context)
+    except (KeyError, TypeError, AttributeError) as exc:
+        # a manifest edited by hand, or cut short: say which record, not where the template tripped
+        raise LongzooError(f"{folder / 'longzoo.json'}: a record is missing or malformed ({exc!r})") from None
     text = str(card).rstrip("\n") + "\n"
     if write:
         write_text_atomic(folder / CARD, text)
@@ -120,7 +124,9 @@ def _settings(folder, name, manifest, language, license, model_name, base_model,
         return None
 
     guessed = ["zh"] if _vocabulary_is_chinese(folder) else None
-    languages = list(pick("language", language, ("base card", base_card.get("language")), ("vocabulary", guessed)) or [])
+    languages = list(
+        pick("language", language, ("base card", base_card.get("language")), ("vocabulary", guessed)) or []
+    )
     if sources.get("language") != "option":  # the model also speaks what it was pretrained on
         languages += [lang for lang in corpus_languages(manifest) if lang not in languages]
     return CardSettings(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from longzoo.cards.render import render_card
+from longzoo.choices import DType
 from longzoo.converters.adapters import Adapter, get_adapter
 from longzoo.converters.keys import (
     POSITIONS,
@@ -20,7 +23,9 @@ from longzoo.converters.keys import (
 from longzoo.converters.positions import MODES, extend_positions
 from longzoo.converters.source import (
     BaseSource,
+    check_endpoint_variable,
     load_weights,
+    one_line,
     read_base_card,
     resolve_base,
     sha256_files,
@@ -28,11 +33,29 @@ from longzoo.converters.source import (
 )
 from longzoo.errors import LongzooError
 from longzoo.manifest import read_manifest, record_step
+from longzoo.numbers import require_int
 from longzoo.outputs import check_output, staged_output
 from longzoo.progress import Steps
 
-DTYPES = ("float32", "float16", "bfloat16")
+DTYPES = DType.values()
 DEFAULT_WINDOW = 512
+# Beyond 2**20 positions the table alone outgrows most machines and no run would finish.
+MAX_POSITIONS = 1 << 20
+# transformers' Longformer fails on every input with a window of 2 (one token per side).
+MIN_WINDOW = 4
+# Base config sizes that must be positive whole numbers (missing ones take Longformer's defaults).
+_SIZES = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "type_vocab_size",
+    "max_position_embeddings",
+)
+# Tokenizer files that are JSON objects; tokenizer.json is checked by tokenizers itself.
+_TOKENIZER_JSON = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+_RESTORE = "restore it from the model the base was made from"
 
 # Copied verbatim from the base config when present; Longformer's defaults otherwise.
 _CARRIED = (
@@ -68,17 +91,43 @@ class ConvertOptions:
     verify: bool = True
 
     def validate(self) -> None:
-        if self.max_pos <= 0:
-            raise LongzooError(f"--max-pos must be positive, got {self.max_pos}")
-        w = self.attention_window
-        if w <= 0 or w % 2:
-            raise LongzooError(f"--attention-window must be a positive even number (it counts both sides), got {w}")
-        if w > self.max_pos:
-            raise LongzooError(f"--attention-window {w} is larger than --max-pos {self.max_pos}")
-        if self.position_init not in MODES:
-            raise LongzooError(f"--position-init must be one of {', '.join(MODES)}")
-        if self.dtype not in DTYPES:
-            raise LongzooError(f"--dtype must be one of {', '.join(DTYPES)}")
+        check_numbers(self.max_pos, self.attention_window)
+        _check_choices(self.position_init, self.dtype, self.revision)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_numbers(max_pos, window) -> None:
+    """Refuse a ``--max-pos`` or ``--attention-window`` no model can have; None skips one."""
+    require_int("max_pos", max_pos, optional=True)
+    require_int("attention_window", window, optional=True)
+    if max_pos is not None:
+        if max_pos <= 0:
+            raise LongzooError(f"--max-pos must be positive, got {max_pos}")
+        if max_pos > MAX_POSITIONS:
+            raise LongzooError(f"--max-pos {max_pos:,} is more than longzoo's limit of {MAX_POSITIONS:,} positions")
+    if window is None:
+        return
+    if window <= 0 or window % 2:
+        raise LongzooError(f"--attention-window must be a positive even number (it counts both sides), got {window}")
+    if window < MIN_WINDOW:
+        raise LongzooError(
+            f"--attention-window must be at least {MIN_WINDOW}: "
+            f"transformers' Longformer cannot run a window of {window}"
+        )
+    if max_pos is not None and window > max_pos:
+        raise LongzooError(f"--attention-window {window} is larger than --max-pos {max_pos}")
+
+
+def _check_choices(position_init, dtype, revision) -> None:
+    if position_init not in MODES:
+        raise LongzooError(f"--position-init must be one of {', '.join(MODES)}")
+    if dtype not in DTYPES:
+        raise LongzooError(f"--dtype must be one of {', '.join(DTYPES)}")
+    if revision is not None and not isinstance(revision, str):
+        raise LongzooError(f"--revision must be a branch, tag or commit name, got {revision!r}")
 
 
 @dataclass(frozen=True)
@@ -137,37 +186,41 @@ def convert(
     """
     steps = steps or Steps()
     # Checks that need no download come first.
-    early_pos = max_pos if max_pos is not None else 1 << 30
-    early_window = attention_window if attention_window is not None else min(2, early_pos)
-    ConvertOptions(early_pos, early_window, position_init, dtype).validate()
+    check_endpoint_variable()
+    check_numbers(max_pos, attention_window)
+    _check_choices(position_init, dtype, revision)
+    # --out must never be, or hold, the base it is built from (--force would delete it).
+    inputs = [base] if Path(base).expanduser().is_dir() else []
     if out is not None or max_pos:
         out = (Path(out) if out is not None else default_output(base, max_pos)).expanduser().absolute()
-        check_output(out, force)  # fail before a long download
+        check_output(out, force, inputs)  # fail before a long download
 
     with steps.step(f"Resolving base {base}"):
         source = resolve_base(base, revision=revision, allow_pickle=allow_pickle)
-    base_config = _read_config(source.path)
-    adapter = get_adapter(base_config.get("model_type"))
-    tokenizer = _load_tokenizer(source.path)
-    layout = _position_layout(base_config, tokenizer, adapter)
-    legacy_window = _legacy_window(base_config)
+    inputs = [source.path]
+    base_config, adapter, tokenizer, layout = _inspect_base(source.path)
+    legacy_window = _legacy_window(base_config, source.path / "config.json")
     if max_pos is None:
         if legacy_window is None:
             raise LongzooError("--max-pos is required (only an already-long base has a length to keep)")
         max_pos = layout.base_length
     if out is None:
         out = default_output(base, max_pos).absolute()
-        check_output(out, force)
-    window = attention_window if attention_window is not None else legacy_window or min(DEFAULT_WINDOW, max_pos)
-    options = ConvertOptions(max_pos, window, position_init, dtype, revision, allow_pickle, verify)
-    options.validate()
+        check_output(out, force, inputs)
     if max_pos < layout.base_length or (max_pos == layout.base_length and legacy_window is None):
         raise LongzooError(f"--max-pos {max_pos} must be larger than the base model's {layout.base_length} positions")
-    _check_compatible(base_config, adapter)
+    if attention_window is not None:
+        window = attention_window
+    else:  # the default is even, as every window must be, also for an odd --max-pos
+        window = legacy_window or min(DEFAULT_WINDOW, max_pos - max_pos % 2)
+    options = ConvertOptions(max_pos, window, position_init, dtype, revision, allow_pickle, verify)
+    options.validate()
+    _check_table_fits(options, layout, base_config)
 
     with steps.step("Reading base weights"):
-        files = weight_files(source.path, allow_pickle)
+        files = weight_files(source.path, allow_pickle, root=source.root)
         state = load_weights(files)
+        _check_position_rows(state, layout, source.path / "config.json")
         hashes = None if source.revision else sha256_files(files)
     mlm = is_mlm_checkpoint(adapter, state)
 
@@ -175,7 +228,7 @@ def convert(
         model, report = _build_model(state, base_config, tokenizer, adapter, layout, options, mlm)
     del state
 
-    with staged_output(out, force=force) as staging:
+    with staged_output(out, force=force, inputs=inputs) as staging:
         with steps.step("Saving model and tokenizer"):
             model.save_pretrained(staging)
             _save_tokenizer(tokenizer, staging, max_pos, adapter)
@@ -196,37 +249,150 @@ def convert(
     return ConversionResult(out, record["architecture"], report, parity, manifest, card.problems)
 
 
-def _legacy_window(config: dict) -> int | None:
+def _inspect_base(folder: Path) -> tuple[dict, Adapter, object, PositionLayout]:
+    """Read and check everything of the base but its weights (cheap, so it comes first)."""
+    path = folder / "config.json"
+    config = _read_config(path)
+    try:
+        adapter = get_adapter(config["model_type"])
+    except LongzooError as exc:
+        raise LongzooError(f"{path}: {exc}") from None
+    _check_config(config, path)
+    _check_compatible(config, adapter, path)
+    tokenizer = _load_tokenizer(folder, _carried(config, "vocab_size"))
+    return config, adapter, tokenizer, _position_layout(config, tokenizer, adapter, path)
+
+
+def _legacy_window(config: dict, path: Path) -> int | None:
     """The window of a long model in a foreign layout (its config carries one), else None."""
     window = config.get("attention_window")
     if window is None:
         return None
-    windows = set(window) if isinstance(window, list) else {window}
-    if len(windows) != 1 or not all(isinstance(w, int) for w in windows):
-        raise LongzooError(f"attention_window {window!r}: longzoo converts one window for all layers")
-    return windows.pop()
+    windows = window if isinstance(window, list) else [window]
+    if not windows or not all(_is_int(w) and w > 0 for w in windows):
+        raise LongzooError(f"{path}: attention_window {window!r} is not a positive whole number (or a list of them)")
+    if len(set(windows)) != 1:
+        raise LongzooError(f"{path}: attention_window {window!r}: longzoo converts one window for all layers")
+    return windows[0]
 
 
-def _read_config(folder: Path) -> dict:
+def _read_config(path: Path) -> dict:
     try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise LongzooError(f"{folder / 'config.json'}: unreadable ({exc})") from None
+        raise LongzooError(f"{path}: unreadable ({one_line(exc)})") from None
     if not isinstance(config, dict):
-        raise LongzooError(f"{folder / 'config.json'}: not a model config")
+        raise LongzooError(f"{path}: not a model config (a JSON object)")
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str):
+        raise LongzooError(f'{path}: model_type {model_type!r} is not a type name; set the base\'s, e.g. "bert"')
     return config
 
 
-def _load_tokenizer(folder: Path):
-    from transformers import AutoTokenizer
+@functools.cache
+def _longformer_defaults():
+    from transformers import LongformerConfig
+
+    return LongformerConfig()
+
+
+def _carried(config: dict, key: str):
+    """A value as the converted model gets it: the base config's, else Longformer's default."""
+    return config[key] if key in config else getattr(_longformer_defaults(), key)
+
+
+def _check_config(config: dict, path: Path) -> None:
+    """Sizes must be positive whole numbers that fit together; other fields go to transformers."""
+
+    def bad(problem: str) -> LongzooError:
+        return LongzooError(f"{path}: {problem}; correct config.json to match the checkpoint")
+
+    if "max_position_embeddings" not in config:
+        raise bad("no max_position_embeddings")
+    for key in _SIZES:
+        value = _carried(config, key)
+        if not _is_int(value) or value <= 0:
+            raise bad(f"{key} {value!r} is not a positive whole number")
+    hidden, heads = _carried(config, "hidden_size"), _carried(config, "num_attention_heads")
+    if hidden % heads:
+        raise bad(f"num_attention_heads {heads} does not divide hidden_size {hidden}")
+    pad, vocab = config.get("pad_token_id"), _carried(config, "vocab_size")
+    if pad is not None and not (_is_int(pad) and 0 <= pad < vocab):
+        raise bad(f"pad_token_id {pad!r} is not an id in the vocabulary (0 to {vocab - 1})")
+    # The base's own config class checks the type of every other field it knows.
+    from huggingface_hub.errors import StrictDataclassError
+    from transformers import AutoConfig
 
     try:
-        return AutoTokenizer.from_pretrained(folder)
+        AutoConfig.from_pretrained(path.parent)
+    except (StrictDataclassError, ValueError, TypeError, KeyError) as exc:
+        raise bad(one_line(exc)) from None
+
+
+def _load_tokenizer(folder: Path, vocab_size: int):
+    from transformers import AutoTokenizer
+
+    _check_tokenizer_files(folder)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
     except Exception as exc:  # noqa: BLE001 - transformers raises many types for bad files
-        raise LongzooError(f"{folder}: cannot load the base tokenizer ({exc})") from None
+        raise LongzooError(f"{folder}: cannot load the base tokenizer ({one_line(exc)})") from None
+    _check_vocabulary_files(tokenizer, folder)
+    _check_ids_fit(tokenizer, folder, vocab_size)
+    return tokenizer
 
 
-def _position_layout(config: dict, tokenizer, adapter: Adapter) -> PositionLayout:
+def _check_tokenizer_files(folder: Path) -> None:
+    """Name the broken file: transformers' errors for a bad tokenizer file do not."""
+    for name in _TOKENIZER_JSON:
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            is_object = isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+        except (OSError, ValueError) as exc:
+            raise LongzooError(f"{path}: not valid JSON ({one_line(exc)}); {_RESTORE}") from None
+        if not is_object:
+            raise LongzooError(f"{path}: not a JSON object; {_RESTORE}")
+    path = folder / "tokenizer.json"
+    if path.is_file():
+        from tokenizers import Tokenizer
+
+        try:
+            Tokenizer.from_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - tokenizers raises a bare Exception for any bad file
+            raise LongzooError(f"{path}: not a tokenizers file ({one_line(exc)}); {_RESTORE}") from None
+
+
+def _check_vocabulary_files(tokenizer, folder: Path) -> None:
+    """Without vocabulary files transformers builds a specials-only tokenizer, silently.
+
+    Every word would then be unknown, and the parity check would compare that tokenizer
+    with itself.
+    """
+    names = dict(getattr(type(tokenizer), "vocab_files_names", {}))
+    single = names.pop("tokenizer_file", None)
+    if (single and (folder / single).is_file()) or (names and all((folder / n).is_file() for n in names.values())):
+        return
+    wanted = " or ".join(filter(None, [single, " + ".join(names.values())]))
+    raise LongzooError(
+        f"{folder}: no tokenizer files ({wanted}), so every word would become {tokenizer.unk_token}; "
+        "copy the tokenizer files of the model it was trained from into this folder"
+    )
+
+
+def _check_ids_fit(tokenizer, folder: Path, vocab_size: int) -> None:
+    """Every id the tokenizer produces needs a row in the word embeddings."""
+    top = max([*tokenizer.get_vocab().values(), *tokenizer.all_special_ids], default=-1)
+    if top >= vocab_size or len(tokenizer) > vocab_size:
+        raise LongzooError(
+            f"{folder}: the tokenizer has ids up to {top} ({len(tokenizer)} tokens) but config.json has vocab_size "
+            f"{vocab_size}; it is not this model's tokenizer, or its added tokens have no embeddings "
+            "(resize them and re-save)"
+        )
+
+
+def _position_layout(config: dict, tokenizer, adapter: Adapter, path: Path) -> PositionLayout:
     # The tokenizer decides which id pads; configs have been wrong about it (hfl once).
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else config.get("pad_token_id")
     if pad is None:
@@ -234,24 +400,77 @@ def _position_layout(config: dict, tokenizer, adapter: Adapter) -> PositionLayou
     # RoBERTa-style bases index their own table from *their config's* pad id + 1.
     base_pad = config.get("pad_token_id")
     base_offset = (pad if base_pad is None else base_pad) + 1 if adapter.positions_after_pad else 0
-    if not isinstance(config.get("max_position_embeddings"), int):
-        raise LongzooError("the base config has no max_position_embeddings")
-    base_length = config["max_position_embeddings"] - base_offset
+    rows = config["max_position_embeddings"]
+    base_length = rows - base_offset
+    if base_length < 1:
+        raise LongzooError(
+            f"{path}: max_position_embeddings {rows} leaves no positions after the {base_offset} rows "
+            "before them (pad_token_id + 1); correct config.json"
+        )
+    if base_length > MAX_POSITIONS:
+        raise LongzooError(
+            f"{path}: max_position_embeddings {rows:,} is more than longzoo's limit of {MAX_POSITIONS:,}; "
+            "correct config.json"
+        )
     return PositionLayout(pad, base_offset, base_length, new_offset=pad + 1)
 
 
-def _check_compatible(config: dict, adapter: Adapter) -> None:
+def _check_position_rows(state: dict, layout: PositionLayout, path: Path) -> None:
+    """The config's max_position_embeddings must describe the table the weights hold."""
+    rows = layout.base_offset + layout.base_length
+    for key, tensor in state.items():
+        if key.endswith(POSITIONS) and tensor.dim() == 2 and tensor.shape[0] != rows:
+            raise LongzooError(
+                f"{path}: max_position_embeddings {rows} does not match the position table in the weights "
+                f"({key} has {tensor.shape[0]} rows); correct config.json"
+            )
+
+
+def _check_compatible(config: dict, adapter: Adapter, path: Path) -> None:
+    from transformers.activations import ACT2FN
+
     kind = config.get("position_embedding_type", "absolute")
     if kind != "absolute":
         raise LongzooError(
-            f"position_embedding_type {kind!r} is not supported; only absolute positions extend by copying"
+            f"{path}: position_embedding_type {kind!r} is not supported; only absolute positions extend by copying"
         )
     act = config.get("hidden_act", "gelu")
+    if not isinstance(act, str) or act not in ACT2FN:
+        raise LongzooError(f"{path}: hidden_act {act!r} is not an activation transformers knows; correct config.json")
     if adapter.head_activation_from_config and act != "gelu":
         raise LongzooError(
-            f"the base MLM head uses {act!r}, but Longformer's LM head always applies gelu, "
+            f"{path}: the base MLM head uses {act!r}, but Longformer's LM head always applies gelu, "
             "so the converted model could not reproduce the base"
         )
+
+
+def _physical_memory() -> int | None:
+    """This machine's memory in bytes, where the platform tells."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # sysconf is POSIX-only
+        return None
+
+
+def _check_table_fits(options: ConvertOptions, layout: PositionLayout, config: dict) -> None:
+    """Refuse a position table larger than the machine before any weights are read."""
+    rows, hidden = options.max_pos + layout.new_offset, _carried(config, "hidden_size")
+    need, have = rows * hidden * 4, _physical_memory()  # built in float32 whatever --dtype is
+    if have and need > have:
+        raise LongzooError(
+            f"--max-pos {options.max_pos:,} needs a {need / 2**30:.1f} GiB position table ({rows:,} rows of "
+            f"{hidden} floats), more than this machine's {have / 2**30:.1f} GiB of memory"
+        )
+
+
+def _check_finite_output(state: dict, dtype: str) -> None:
+    """Never write NaN or inf, --no-verify or not; the base was finite, so the cast overflowed."""
+    import torch
+
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            hint = "; convert with --dtype bfloat16 or float32" if dtype != "float32" else ""
+            raise LongzooError(f"converted weight {key} overflows {dtype} (NaN or infinite after the cast){hint}")
 
 
 def _longformer_config(base_config: dict, tokenizer, layout: PositionLayout, options: ConvertOptions, mlm: bool):
@@ -311,6 +530,7 @@ def _build_model(state, base_config, tokenizer, adapter, layout, options, mlm):
 
     torch_dtype = getattr(torch, options.dtype)
     new_state = {k: v.to(torch_dtype) for k, v in new_state.items()}
+    _check_finite_output(new_state, options.dtype)
     missing, unexpected = model.load_state_dict(new_state, strict=False, assign=True)
     if set(missing) != set(tied) or unexpected:
         raise RuntimeError(f"internal key accounting error: missing={missing} unexpected={unexpected}")

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import torch
 
-MODES = ("copy", "interpolate")
+from longzoo.choices import PositionInit
+
+MODES = PositionInit.values()
 
 
 def extend_positions(

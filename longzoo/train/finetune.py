@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from longzoo.choices import Attention, Baseline, Task
 from longzoo.errors import LongzooError
 from longzoo.manifest import history_entry, read_manifest, write_manifest
 from longzoo.numbers import require_int, require_number
@@ -33,9 +34,9 @@ from longzoo.train.metrics import classification_metrics, decisions
 from longzoo.train.model_folder import copy_tokenizer, load_tokenizer, longformer_config, model_config
 from longzoo.weights import require_finite
 
-TASKS = ("classification",)
-BASELINES = ("truncate", "stride")
-ATTENTION = ("fast", "reference")
+TASKS = Task.values()
+BASELINES = Baseline.values()
+ATTENTION = Attention.values()
 
 
 @dataclass(frozen=True)
@@ -163,8 +164,9 @@ def _baseline_folder(model_dir: Path, base: str | None) -> tuple[str, Path]:
         recorded = (read_manifest(model_dir).get("convert") or {}).get("base")
         if not recorded:
             raise LongzooError(f"{model_dir}: no conversion record names the short base; pass --base")
-        if recorded["source"] == "local" and not Path(recorded["id"]).is_dir():
-            raise LongzooError(f"the recorded base {recorded['id']} is gone; pass --base")
+        if recorded["source"] == "local":
+            # records keep a local base's folder name only, never its path on this machine
+            raise LongzooError(f"the short base was the local folder {Path(recorded['id']).name}; pass --base FOLDER")
         return recorded["id"], resolve_base(recorded["id"], revision=recorded.get("revision")).path
     return str(base), resolve_base(base).path
 

@@ -22,11 +22,12 @@ import logging
 
 import numpy as np
 
+from longzoo.choices import Wwm
 from longzoo.errors import LongzooError
 from longzoo.numbers import require_int, require_number
 from longzoo.text import chinese_vocabulary, mostly_han
 
-WWM_MODES = ("auto", "jieba", "none")
+WWM_MODES = Wwm.values()
 IGNORE_INDEX = -100  # label value the loss skips
 
 

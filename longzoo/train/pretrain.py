@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from longzoo.choices import Attention, GlobalAttention
 from longzoo.errors import LongzooError
 from longzoo.manifest import MANIFEST, history_entry, read_manifest, write_manifest
 from longzoo.numbers import require_int, require_number
@@ -33,9 +34,9 @@ from longzoo.train.corpus import corpus_name, hub_dataset_id, read_corpus
 from longzoo.train.data import MaskedBlocks, corpus_fingerprint, load_blocks, pack, save_blocks, tokenize_documents
 from longzoo.train.masking import resolve_mode
 from longzoo.train.model_folder import copy_tokenizer, load_tokenizer, longformer_config
-from longzoo.weights import init_new_mlm_head, require_finite
+from longzoo.weights import complete_mlm_head, require_finite
 
-ATTENTION = ("fast", "reference")
+ATTENTION = Attention.values()
 CHECKPOINTS = "checkpoints"
 CACHE = "cache"
 LOSS_PLOT = "loss.png"
@@ -79,8 +80,8 @@ class PretrainOptions:
         require_number("max_grad_norm", self.max_grad_norm, low=0.0)
         if self.bf16 and self.fp16:
             raise LongzooError("choose one of --bf16 and --fp16")
-        if self.global_attention not in ("none", "cls"):
-            raise LongzooError("--global-attention must be none or cls")
+        if self.global_attention not in GlobalAttention.values():
+            raise LongzooError(f"--global-attention must be one of {', '.join(GlobalAttention.values())}")
         if self.attention not in ATTENTION:
             raise LongzooError(f"--attention must be one of {', '.join(ATTENTION)}")
 
@@ -124,17 +125,29 @@ def pretrain(
     seq_len = _sequence_length(config, options)
     if not corpora:
         raise LongzooError("give at least one --corpus")
-    _check_output(out, model_dir, resume, force)  # before reading corpora: fail fast
+    writer = int(os.environ.get("RANK", "0")) == 0  # under torchrun only the first process writes
+    if writer:
+        _check_output(out, model_dir, resume, force)  # before reading corpora: fail fast
     world = int(os.environ.get("WORLD_SIZE", "1"))
     budget = options.max_steps * options.batch_size * options.grad_accum * world * seq_len * 8  # chars
     train_docs = [doc for spec in corpora for doc in read_corpus(spec, stream_char_budget=budget)]
     eval_docs = [doc for spec in eval_corpora or [] for doc in read_corpus(spec, stream_char_budget=budget)]
-    writer = int(os.environ.get("RANK", "0")) == 0
     with output_lock(out) if writer else contextlib.nullcontext():
         if writer:
             _prepare_output(out, model_dir, resume, force)
         return _run(
-            model_dir, tokenizer, corpora, out, eval_corpora, resume, options, callbacks, steps, seq_len, train_docs, eval_docs
+            model_dir,
+            tokenizer,
+            corpora,
+            out,
+            eval_corpora,
+            resume,
+            options,
+            callbacks,
+            steps,
+            seq_len,
+            train_docs,
+            eval_docs,
         )
 
 
@@ -231,10 +244,10 @@ def _run(
     if resume and checkpoint is None:
         steps.note("no complete checkpoint to resume from; starting at step 0")
     started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    train_loss = _train(trainer, checkpoint, options.max_steps)
     seconds = time.perf_counter() - started
     if not main:
-        return PretrainResult(out, trainer.state.global_step, output.training_loss, None, None)
+        return PretrainResult(out, trainer.state.global_step, train_loss, None, None)
 
     model = trainer.model
     if options.global_attention == "none":
@@ -264,7 +277,7 @@ def _run(
         "options": asdict(options),
         "world_size": args.world_size,
         "resumed_from": int(checkpoint.name.split("-")[1]) if checkpoint else None,
-        "train_loss": output.training_loss,
+        "train_loss": train_loss,
         "seconds": round(seconds, 1),
         "loss_curve": _loss_curve(trainer.state.log_history),
         "loss_plot": LOSS_PLOT,
@@ -274,7 +287,7 @@ def _run(
     }
     with steps.step("Saving the pretrained model"):
         manifest = _publish(model, model_dir, out, record)
-    return PretrainResult(out, trainer.state.global_step, output.training_loss, eval_before, eval_after, manifest)
+    return PretrainResult(out, trainer.state.global_step, train_loss, eval_before, eval_after, manifest)
 
 
 def _trainer(model, args, train_set, eval_set, steps, callbacks):
@@ -295,6 +308,33 @@ def _trainer(model, args, train_set, eval_set, steps, callbacks):
     )
     trainer.remove_callback(PrinterCallback)  # StepsCallback prints the log lines instead
     return trainer
+
+
+def _train(trainer, checkpoint: Path | None, max_steps: int) -> float | None:
+    """Train (or resume) and return the mean training loss.
+
+    A run killed after its last checkpoint, while saving the final model, resumes at
+    ``max_steps``: the Trainer would then run one step too many, so the checkpoint's
+    weights and state are taken as they are.
+    """
+    from transformers import TrainerState
+
+    state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json")) if checkpoint else None
+    if state is None or state.global_step < max_steps:
+        return trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).training_loss
+    trainer._load_from_checkpoint(str(checkpoint))
+    trainer.state = state
+    return _mean_logged_loss(state.log_history)
+
+
+def _mean_logged_loss(history: list[dict]) -> float | None:
+    """The mean per-step loss from the logged means, each weighted by the steps it covers."""
+    logged = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
+    total, previous = 0.0, 0
+    for step, loss in logged:
+        total += loss * (step - previous)
+        previous = step
+    return total / previous if previous else None
 
 
 def _eval_before(model, tokenizer, eval_corpora, seq_len, options, out, resume, steps) -> dict | None:
@@ -344,9 +384,6 @@ def _prepare_output(out: Path, model_dir: Path, resume: bool, force: bool) -> No
         raise LongzooError(f"{out}: cannot write here ({exc.strerror or exc})") from None
 
 
-_HEAD = {"lm_head.dense.weight", "lm_head.dense.bias", "lm_head.layer_norm.weight", "lm_head.layer_norm.bias"}
-
-
 def _load_mlm(model_dir: Path, seed: int):
     """The Longformer with an MLM head; encoder-only models get a new head tied to the embeddings.
 
@@ -363,13 +400,7 @@ def _load_mlm(model_dir: Path, seed: int):
     backbone_missing = [k for k in missing if not k.startswith("lm_head.")]
     if backbone_missing:
         raise LongzooError(f"{model_dir}: weights missing for {backbone_missing[:3]}; not a complete Longformer")
-    new_head = _HEAD <= missing
-    if new_head:
-        init_new_mlm_head(model, seed)
-    elif _HEAD & missing:
-        raise LongzooError(f"{model_dir}: the MLM head is incomplete (missing {sorted(_HEAD & missing)})")
-    else:
-        model.tie_weights()
+    new_head = complete_mlm_head(model, missing, seed)
     require_finite(model, f"{model_dir}")
     return model, new_head
 

@@ -57,9 +57,10 @@ def build(
     """Build the zoo entry ``name`` end to end; see the module docstring."""
     from longzoo.cards.render import render_card
     from longzoo.converters import convert
-    from longzoo.train.pretrain import CHECKPOINTS, PretrainOptions, pretrain
+    from longzoo.train.pretrain import CHECKPOINTS, pretrain
 
     recipe = get_recipe(name)
+    options = _pretrain_options(recipe, max_steps, seq_len)  # checked before hours of work
     steps = steps or Steps()
     out = Path(out or name).expanduser().absolute()
     converted, pretrained = out / "converted", out / "pretrained"
@@ -87,17 +88,6 @@ def build(
     if _finished(pretrained, "pretrain"):
         skipped.append("pretrain")
     else:
-        options = PretrainOptions(
-            seq_len=seq_len or plan.seq_len,
-            max_steps=max_steps or plan.steps,
-            batch_size=plan.batch_size,
-            grad_accum=plan.grad_accum,
-            lr=plan.lr,
-            warmup=min(plan.warmup, (max_steps or plan.steps) // 10),
-            wwm=plan.wwm,
-            fp16=plan.precision == "fp16" and _cuda(),
-            bf16=plan.precision == "bf16" and _cuda(),
-        )
         resume = (pretrained / CHECKPOINTS).is_dir()
         pretrain(
             converted,
@@ -119,6 +109,29 @@ def build(
 
         result.repo_url = push(pretrained, push_to, steps=steps).repo_url
     return result
+
+
+def _pretrain_options(recipe: Recipe, max_steps: int | None, seq_len: int | None):
+    """The recipe's pretraining plan with the user's overrides, validated."""
+    from longzoo.train.pretrain import PretrainOptions
+
+    plan = recipe.pretrain
+    total = plan.steps if max_steps is None else max_steps
+    options = PretrainOptions(
+        seq_len=plan.seq_len if seq_len is None else seq_len,
+        max_steps=total,
+        batch_size=plan.batch_size,
+        grad_accum=plan.grad_accum,
+        lr=plan.lr,
+        warmup=min(plan.warmup, total // 10) if isinstance(total, int) else plan.warmup,
+        wwm=plan.wwm,
+        fp16=plan.precision == "fp16" and _cuda(),
+        bf16=plan.precision == "bf16" and _cuda(),
+    )
+    options.validate()
+    if options.seq_len is not None and options.seq_len > recipe.max_positions:
+        raise LongzooError(f"--seq-len {options.seq_len} is above the recipe's {recipe.max_positions} positions")
+    return options
 
 
 def _cuda() -> bool:

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from longzoo.errors import LongzooError
+from longzoo.weights import complete_mlm_head, require_finite
 
 TASKS = {
     "masked-lm": "AutoModelForMaskedLM",
@@ -76,7 +77,10 @@ def load(
     if task not in TASKS:
         raise LongzooError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
     folder = stock_folder(id_or_dir, revision=revision, allow_pickle=allow_pickle)
-    model = getattr(transformers, TASKS[task]).from_pretrained(folder, **kwargs)
+    model, info = getattr(transformers, TASKS[task]).from_pretrained(folder, output_loading_info=True, **kwargs)
+    if task == "masked-lm":
+        complete_mlm_head(model, info["missing_keys"])  # an encoder-only folder has none yet
+    require_finite(model, str(id_or_dir))
     if fast_attention:
         from longzoo.attention import use_fast_attention
 

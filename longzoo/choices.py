@@ -1,0 +1,54 @@
+"""The choices of every option that takes one, defined once.
+
+The CLI shows them as choices (typer reads the enums); library code validates the plain
+strings it receives against the same values.  ``str`` enums, so a member equals its value.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Choice(str, Enum):
+    @classmethod
+    def values(cls) -> tuple[str, ...]:
+        return tuple(member.value for member in cls)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Attention(Choice):
+    fast = "fast"  # longzoo's exact blocked-SDPA band attention
+    reference = "reference"  # transformers' own LongformerSelfAttention
+
+
+class Wwm(Choice):
+    auto = "auto"
+    jieba = "jieba"
+    none = "none"
+
+
+class GlobalAttention(Choice):
+    none = "none"
+    cls = "cls"
+
+
+class PositionInit(Choice):
+    copy = "copy"
+    interpolate = "interpolate"
+
+
+class DType(Choice):
+    float32 = "float32"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+
+
+class Task(Choice):
+    classification = "classification"
+
+
+class Baseline(Choice):
+    truncate = "truncate"
+    stride = "stride"
