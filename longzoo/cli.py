@@ -132,12 +132,30 @@ def _progress() -> Progress:
     )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from longzoo import __version__
+
+        out.print(f"longzoo {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", help="Show longzoo's version and exit.", callback=_show_version, is_eager=True)
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors from the libraries underneath.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Informational logs from transformers too.")] = False,
+) -> None:
     """longzoo: long-context Longformer models from short encoders."""
     from longzoo.converters.source import check_endpoint_variable
 
     check_endpoint_variable()  # a malformed HF_ENDPOINT breaks importing transformers itself
+    if quiet or verbose:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error() if quiet else hf_logging.set_verbosity_info()
 
 
 @app.command()
@@ -201,13 +219,14 @@ def card(
 ) -> None:
     """Render README.md (the model card) from longzoo.json."""
     from longzoo.cards import render_card
+    from longzoo.cards.render import MissingLicenseError
 
     kwargs = dict(language=language or None, license=license, model_name=model_name, base_model=base_model)
     try:
         rendered = render_card(model_dir, **kwargs)
-    except LongzooError as exc:
-        # "asked for": a person at a terminal is asked; scripts get the one-line error
-        if "no license" not in str(exc) or not sys.stdin.isatty():
+    except MissingLicenseError:
+        # a person at a terminal is asked; scripts get the one-line error
+        if not sys.stdin.isatty():
             raise
         kwargs["license"] = typer.prompt("The base model's card names no license. License id (e.g. apache-2.0)")
         rendered = render_card(model_dir, **kwargs)
@@ -438,10 +457,12 @@ def evaluate(
     import json
 
     from longzoo.train.evaluate import evaluate as run_evaluate
+    from longzoo.train.evaluate import record_evaluation
 
     _quiet_transformers()
 
     metrics = run_evaluate(model_dir, corpus, seq_len=seq_len, wwm=wwm.value, attention=attention.value)
+    recorded = record_evaluation(model_dir, corpus, metrics)
     if as_json:
         print(json.dumps(metrics, ensure_ascii=False))
         return
@@ -451,6 +472,8 @@ def evaluate(
         f"{metrics['characters']:,} characters, window {metrics['window']}, masking {metrics['wwm']})",
         highlight=False,
     )
+    if recorded:
+        out.print(f"recorded in {model_dir / 'longzoo.json'} and the card")
 
 
 @app.command()
@@ -486,24 +509,27 @@ app.add_typer(zoo_app, name="zoo")
 
 
 @zoo_app.command("list")
-def zoo_list() -> None:
-    """A table of the recipes."""
+def zoo_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print every recipe as one JSON list.")] = False,
+) -> None:
+    """The recipes: name, base, positions, languages (`zoo show NAME` for everything)."""
+    import dataclasses
+    import json
+
+    from rich import box
     from rich.table import Table
 
     from longzoo.zoo.registry import RECIPES
 
-    table = Table("name", "base", "positions", "window", "languages", "license", "pretraining corpus", "published")
+    if as_json:
+        print(json.dumps([dataclasses.asdict(r) for r in RECIPES.values()], indent=2, ensure_ascii=False))
+        return
+    # Four short columns fit 80 characters; a pipe gets plain rows without box drawing.
+    table = Table(box=box.SIMPLE if out.is_terminal else None)
+    for column in ("name", "base", "positions", "languages"):
+        table.add_column(column, overflow="fold")  # wrap long ids rather than cut them
     for recipe in RECIPES.values():
-        table.add_row(
-            recipe.name,
-            recipe.base,
-            str(recipe.max_positions),
-            str(recipe.attention_window),
-            ", ".join(recipe.languages),
-            recipe.license,
-            recipe.pretrain.corpus,
-            recipe.published or "-",
-        )
+        table.add_row(recipe.name, recipe.base, str(recipe.max_positions), ",".join(recipe.languages))
     out.print(table)
 
 

@@ -10,6 +10,7 @@ from longzoo.cards.render import render_card
 from longzoo.errors import LongzooError
 from longzoo.manifest import MANIFEST, read_manifest, record_step
 from longzoo.progress import Steps
+from longzoo.weights import require_finite_files
 
 # Training leftovers and caches never belong in a published model.  Patterns are
 # fnmatch-style, as upload_folder applies them ("*" also crosses "/").
@@ -57,6 +58,7 @@ def check_publishable(folder: Path, force: bool) -> None:
         raise LongzooError(f"{folder}: no model.safetensors; nothing to publish")
     if not (folder / "config.json").is_file():
         raise LongzooError(f"{folder}: no config.json")
+    require_finite_files(folder)  # even with --force: NaN weights help nobody
     if force:
         return
     if not (folder / MANIFEST).is_file():

@@ -25,6 +25,22 @@ def first_non_finite(tensors) -> str | None:
     return None
 
 
+def require_finite_files(folder) -> None:
+    """Every tensor of the folder's safetensors files is finite (read one tensor at a time)."""
+    from pathlib import Path
+
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt") as fh:
+                bad = first_non_finite((key, fh.get_tensor(key)) for key in fh.keys())
+        except SafetensorError as exc:
+            raise LongzooError(f"{path}: not a readable safetensors file ({exc})") from None
+        if bad is not None:
+            raise NonFiniteError(f"{path}: tensor {bad} holds NaN or infinity; this model must not be published")
+
+
 def require_finite(model, where: str) -> None:
     """Raise :class:`NonFiniteError` naming the first parameter or buffer that is not finite."""
     bad = first_non_finite(model.state_dict().items())

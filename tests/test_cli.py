@@ -220,3 +220,38 @@ def test_hub_id_not_found(tmp_path, hub):
     )
     assert_one_line_stderr(proc, "someone/missing-model", "not found on the Hub")
     assert not (tmp_path / "o").exists()
+
+
+def test_version_and_logging_flags():
+    import longzoo
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"longzoo {longzoo.__version__}"
+    assert runner.invoke(app, ["-q", "zoo", "show", "roberta-zh-4096"]).exit_code == 0
+    try:
+        assert runner.invoke(app, ["-v", "zoo", "show", "roberta-zh-4096"]).exit_code == 0
+    finally:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_warning()  # the flag sets process-wide state
+
+
+def test_a_known_misnomer_names_the_real_id(tmp_path):
+    proc = run_cli(
+        "--base",
+        "hfl/roberta-zh",
+        "--max-pos",
+        "4096",
+        "--out",
+        str(tmp_path / "o"),
+        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
+    )
+    assert_one_line_stderr(proc, "hfl/roberta-zh", "hfl/chinese-roberta-wwm-ext", "roberta-zh-4096")
+
+
+def test_a_corpus_name_close_to_a_built_in_one_is_suggested():
+    from longzoo.errors import LongzooError
+    from longzoo.train.corpus import read_corpus
+
+    with pytest.raises(LongzooError, match="did you mean the built-in corpus 'peoples-daily-1998'"):
+        read_corpus("peoples-daily-98")

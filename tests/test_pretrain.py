@@ -89,14 +89,18 @@ def test_eval_compares_base_and_converted(base_models, converted, tmp_path):
     assert long["loss"] == pytest.approx(base["loss"], abs=1e-4)  # within the parity length
 
 
-def test_eval_cli_json(converted, zh_corpus):
-    result = runner.invoke(
-        app, ["eval", str(converted["bert-zh-mlm"].out), "--corpus", str(zh_corpus / "held.txt"), "--json"]
-    )
+def test_eval_cli_json_records_the_result_in_the_card(converted, zh_corpus, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(converted["bert-zh-mlm"].out, folder)
+    result = runner.invoke(app, ["eval", str(folder), "--corpus", str(zh_corpus / "held.txt"), "--json"])
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert {"loss", "bpc", "bits_per_char", "mlm_accuracy", "tokens"} <= set(metrics)
     assert metrics["bpc"] == pytest.approx(metrics["loss"] / math.log(2))
+    record = read_manifest(folder)["eval"]
+    assert record["corpus"] == "held.txt" and record["bpc"] == metrics["bpc"] and record["hub_dataset"] is None
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "this model (latest `longzoo eval`)" in card and f"{metrics['bpc']:.4f}" in card
 
 
 def test_eval_refuses_encoder_only(converted, zh_corpus):

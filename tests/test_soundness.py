@@ -562,3 +562,20 @@ def test_bf16_pretraining_runs_on_a_cpu(converted, corpus, tmp_path):
     result = pretrain(converted["bert-zh-mlm"].out, [str(corpus)], tmp_path / "o", options=options(bf16=True))
     assert result.steps == 2 and math.isfinite(result.train_loss)
     assert all(t.dtype == torch.float32 for t in load_file(tmp_path / "o" / "model.safetensors").values())
+
+
+def test_push_refuses_non_finite_weights(converted, tmp_path):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from longzoo.publish import push
+
+    folder = tmp_path / "model"
+    shutil.copytree(converted["bert-zh-mlm"].out, folder)
+    state = load_file(folder / "model.safetensors")
+    key = sorted(state)[3]
+    state[key] = torch.full_like(state[key], float("nan"))
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(NonFiniteError, match=f"tensor {key} holds NaN"):
+        push(folder, "someone/model", endpoint="http://127.0.0.1:9", token="hf_test", force=True, dry_run=True)

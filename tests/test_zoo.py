@@ -293,3 +293,11 @@ def test_multiple_choice_head_marks_each_question(converted):
     first_sep = batch["input_ids"][0, 0].tolist().index(tok.sep_token_id)
     assert seen[0].shape == (2, batch["input_ids"].shape[-1])
     assert (seen[0][:, : first_sep + 1] == 1).all() and (seen[0][:, first_sep + 1 :] == 0).all()
+
+
+def test_zoo_list_fits_80_columns_and_has_json():
+    listed = runner.invoke(app, ["zoo", "list"], env={"COLUMNS": "80"})
+    assert listed.exit_code == 0 and max(len(line) for line in listed.stdout.splitlines()) <= 80
+    assert "sentence-transformers/all-MiniLM-" in listed.stdout and "L6-v2" in listed.stdout  # folded, not cut
+    as_json = json.loads(runner.invoke(app, ["zoo", "list", "--json"]).stdout)
+    assert [r["name"] for r in as_json] == list(RECIPES)

@@ -10,6 +10,8 @@ import re
 
 import yaml
 
+NO_LICENSE = "no license: pass --license ID (the base model's card names none)"
+
 # Licence identifiers the Hub accepts in `license:` (its documented list).
 HUB_LICENSES = frozenset(
     """
@@ -39,7 +41,7 @@ def validate_metadata(meta: dict) -> list[str]:
     problems = []
     license_id = meta.get("license")
     if not license_id:
-        problems.append("no license: pass --license ID (the base model's card names none)")
+        problems.append(NO_LICENSE)
     elif license_id not in HUB_LICENSES:
         problems.append(f"license {license_id!r} is not a Hub licence identifier (use e.g. apache-2.0, mit, other)")
     for code in meta.get("language") or []:

@@ -22,7 +22,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from longzoo.cards.metadata import PIPELINE_TAGS, validate_metadata
+from longzoo.cards.metadata import NO_LICENSE, PIPELINE_TAGS, validate_metadata
 from longzoo.errors import LongzooError
 from longzoo.manifest import read_manifest, record_step
 from longzoo.outputs import write_text_atomic
@@ -37,6 +37,10 @@ _CLASSIFICATION_METRICS = (
     ("f1", "macro F1", "macro_f1"),
     ("f1", "micro F1", "micro_f1"),
 )
+
+
+class MissingLicenseError(LongzooError):
+    """The card needs a licence and neither the user nor the base model's card gave one."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,8 @@ def render_card(
         meta = data.to_dict()
         problems = validate_metadata(meta)
         if problems and strict:
-            raise LongzooError(f"card metadata: {problems[0]}")
+            error = MissingLicenseError if problems[0] == NO_LICENSE else LongzooError
+            raise error(f"card metadata: {problems[0]}")
         context = template_context(folder, name, manifest, settings)
         card = ModelCard.from_template(data, template_path=TEMPLATE, **context)
     except (KeyError, TypeError, AttributeError) as exc:

@@ -122,6 +122,21 @@ def hub_endpoint(repo_id: str) -> str:
     return endpoint
 
 
+# Names people (and once our own examples) use for models that the Hub holds under another id.
+KNOWN_MISNOMERS = {
+    "hfl/roberta-zh": "hfl/chinese-roberta-wwm-ext (hfl's BERT-architecture RoBERTa; zoo recipe roberta-zh-4096)",
+    "hfl/chinese-roberta": "hfl/chinese-roberta-wwm-ext (zoo recipe roberta-zh-4096)",
+    "brightmart/roberta_zh": "hfl/chinese-roberta-wwm-ext (brightmart's roberta_zh is not on the Hub)",
+    "roberta-zh": "hfl/chinese-roberta-wwm-ext (zoo recipe roberta-zh-4096)",
+}
+
+
+def misnomer_hint(repo_id: str) -> str:
+    """A "did you mean" for an id that is a known misnomer, else nothing."""
+    real = KNOWN_MISNOMERS.get(repo_id.strip().lower())
+    return f"; the model meant is probably {real}" if real else ""
+
+
 def _download(repo_id: str, revision: str | None, allow_pickle: bool) -> BaseSource:
     endpoint = hub_endpoint(repo_id)
     from huggingface_hub import constants, snapshot_download
@@ -139,7 +154,9 @@ def _download(repo_id: str, revision: str | None, allow_pickle: bool) -> BaseSou
     except GatedRepoError:
         raise LongzooError(f"{repo_id}: gated repository; accept its terms on the Hub and log in (HF_TOKEN)") from None
     except RepositoryNotFoundError:
-        raise LongzooError(f"{repo_id}: not found on the Hub (check the id, or log in if it is private)") from None
+        raise LongzooError(
+            f"{repo_id}: not found on the Hub (check the id, or log in if it is private){misnomer_hint(repo_id)}"
+        ) from None
     except RevisionNotFoundError:
         raise LongzooError(f"{repo_id}: revision {revision!r} not found") from None
     except LocalEntryNotFoundError:
@@ -150,7 +167,7 @@ def _download(repo_id: str, revision: str | None, allow_pickle: bool) -> BaseSou
             where = f"offline, or check HF_ENDPOINT={endpoint}"
         raise LongzooError(
             f"{repo_id}: not a local folder and not in the Hub cache, and the Hub cannot be "
-            f"reached ({where}); download it first or pass a folder"
+            f"reached ({where}); download it first or pass a folder{misnomer_hint(repo_id)}"
         ) from None
     except HFValidationError:
         raise LongzooError(f"{repo_id}: no such folder, and not a valid Hub id") from None

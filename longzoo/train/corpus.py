@@ -11,6 +11,7 @@ cause — missing or empty paths, binary files, invalid UTF-8 — is a one-line
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Iterator
@@ -145,7 +146,9 @@ def _hub_dataset(spec: str) -> Iterator[str]:
     try:
         from datasets import load_dataset
     except ImportError:
-        raise LongzooError(f"{name}: not a local path; reading Hub datasets needs `pip install datasets`") from None
+        raise LongzooError(
+            f"{name}: not a local path; reading Hub datasets needs `pip install datasets`{_builtin_hint(spec)}"
+        ) from None
     try:
         stream = load_dataset(name, config or None, split="train", streaming=True)
         for record in stream:
@@ -155,4 +158,12 @@ def _hub_dataset(spec: str) -> Iterator[str]:
     except LongzooError:
         raise
     except Exception as exc:  # noqa: BLE001 - datasets raises many kinds for a bad name or no network
-        raise LongzooError(f"{name}: cannot stream this Hub dataset ({str(exc).splitlines()[0]})") from None
+        raise LongzooError(
+            f"{name}: cannot stream this Hub dataset ({str(exc).splitlines()[0]}){_builtin_hint(spec)}"
+        ) from None
+
+
+def _builtin_hint(spec: str) -> str:
+    """A "did you mean" for a name close to a built-in corpus."""
+    close = difflib.get_close_matches(spec, list(BUILTIN), n=1, cutoff=0.6)
+    return f"; did you mean the built-in corpus {close[0]!r}?" if close else ""

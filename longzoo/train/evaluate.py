@@ -56,6 +56,27 @@ def load_mlm(model_dir: str | Path, attention: str = "fast"):
     return model.eval(), tokenizer
 
 
+def record_evaluation(model_dir: str | Path, corpora: list[str], metrics: dict) -> bool:
+    """Store ``metrics`` as the ``eval`` record of a longzoo folder and refresh its card.
+
+    Returns False (and writes nothing) for a folder longzoo did not write, such as a short
+    base model evaluated for comparison.
+    """
+    from longzoo.cards.render import render_card
+    from longzoo.manifest import MANIFEST, read_manifest, record_step
+    from longzoo.train.corpus import corpus_name, hub_dataset_id
+
+    folder = Path(model_dir)
+    if not (folder / MANIFEST).is_file():
+        return False
+    hub = [h for h in (hub_dataset_id(c) for c in corpora) if h]
+    record = {"corpus": ", ".join(corpus_name(c) for c in corpora), "hub_dataset": hub[0] if hub else None}
+    record_step(folder, "eval", {**record, **metrics})
+    if "convert" in read_manifest(folder):
+        render_card(folder, strict=False)
+    return True
+
+
 def native_length(config) -> int:
     """Content length of one input for this model: Longformer or short base alike."""
     # Longformer and RoBERTa-style bases number real tokens from pad + 1 (see positions.py).
