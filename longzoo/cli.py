@@ -104,11 +104,23 @@ class _OneLineErrors(TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+# Options that several commands share, declared once (huggingface_hub's CLI does the same).
+ForceOption = Annotated[
+    bool,
+    typer.Option("--force", metavar="", help="Replace a non-empty output folder that longzoo wrote (never an input)."),
+]
+AttentionOption = Annotated[
+    Attention, typer.Option("--attention", help="fast (exact, blocked SDPA) or transformers' reference.")
+]
+WwmOption = Annotated[Wwm, typer.Option("--wwm", help="Whole-word masking: auto, jieba or none.")]
+SeedOption = Annotated[int, typer.Option("--seed", help="Random seed (data order, masks, new heads).")]
+LrOption = Annotated[float, typer.Option("--lr", help="Peak learning rate (linear schedule).")]
+GradAccumOption = Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")]
+
 app = typer.Typer(
     name="longzoo",
     help="Turn short-context encoders into long-context Longformer models.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     cls=_OneLineErrors,
 )
@@ -143,10 +155,17 @@ def _show_version(value: bool) -> None:
 @app.callback()
 def main(
     version: Annotated[
-        bool, typer.Option("--version", help="Show longzoo's version and exit.", callback=_show_version, is_eager=True)
+        bool,
+        typer.Option(
+            "--version", metavar="", help="Show longzoo's version and exit.", callback=_show_version, is_eager=True
+        ),
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors from the libraries underneath.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Informational logs from transformers too.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", metavar="", help="Only errors from the libraries underneath.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", metavar="", help="Informational logs from transformers too.")
+    ] = False,
 ) -> None:
     """longzoo: long-context Longformer models from short encoders."""
     from longzoo.converters.source import check_endpoint_variable
@@ -158,7 +177,7 @@ def main(
         hf_logging.set_verbosity_error() if quiet else hf_logging.set_verbosity_info()
 
 
-@app.command()
+@app.command(epilog="Example: longzoo convert --base hfl/chinese-roberta-wwm-ext --max-pos 4096 --out roberta-zh-4096")
 def convert(
     base: Annotated[str, typer.Option("--base", help="Hub id or local folder of the short model.")],
     max_pos: Annotated[
@@ -171,16 +190,21 @@ def convert(
     out_dir: Annotated[
         Optional[Path], typer.Option("--out", help="Output folder; default ./<base>-longformer-<max-pos>.")
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty output folder.")] = False,
+    force: ForceOption = False,
     revision: Annotated[Optional[str], typer.Option("--revision", help="Hub branch, tag or commit.")] = None,
     position_init: Annotated[
         PositionInit, typer.Option("--position-init", help="Tile the base table (copy) or stretch it.")
     ] = PositionInit.copy,
     dtype: Annotated[DType, typer.Option("--dtype", help="Stored precision; parity runs in float32.")] = DType.float32,
     allow_pickle: Annotated[
-        bool, typer.Option("--allow-pickle", help="Read pytorch_model.bin (weights_only) when no safetensors exist.")
+        bool,
+        typer.Option(
+            "--allow-pickle", metavar="", help="Read pytorch_model.bin (weights_only) when no safetensors exist."
+        ),
     ] = False,
-    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the parity check against the base.")] = False,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", metavar="", help="Skip the parity check against the base.")
+    ] = False,
 ) -> None:
     """Convert a BERT / RoBERTa / XLM-R / CamemBERT checkpoint into a Longformer."""
     from longzoo.converters import convert as run_convert
@@ -205,7 +229,7 @@ def convert(
     _print_summary(result)
 
 
-@app.command()
+@app.command(epilog="Example: longzoo card roberta-zh-4096 --language zh --license apache-2.0")
 def card(
     model_dir: Annotated[Path, typer.Argument(help="A folder written by longzoo (with longzoo.json).")],
     language: Annotated[
@@ -239,19 +263,24 @@ def card(
     )
 
 
-@app.command()
+@app.command(epilog="Example: longzoo push roberta-zh-4096 --repo-id you/roberta-zh-4096 --dry-run")
 def push(
     model_dir: Annotated[Path, typer.Argument(help="The model folder to publish.")],
     repo_id: Annotated[str, typer.Option("--repo-id", help="OWNER/NAME on the Hub.")],
-    private: Annotated[bool, typer.Option("--private", help="Create the repository as private.")] = False,
+    private: Annotated[bool, typer.Option("--private", metavar="", help="Create the repository as private.")] = False,
     revision: Annotated[
         Optional[str], typer.Option("--revision", help="Branch to commit to (created if missing).")
     ] = None,
-    create_pr: Annotated[bool, typer.Option("--create-pr", help="Open a pull request instead of committing.")] = False,
+    create_pr: Annotated[
+        bool, typer.Option("--create-pr", metavar="", help="Open a pull request instead of committing.")
+    ] = False,
     commit_message: Annotated[Optional[str], typer.Option("--commit-message", help="Commit message.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be uploaded; send nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", metavar="", help="List what would be uploaded; send nothing.")
+    ] = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Push despite a failed/unverified parity check or card problems.")
+        bool,
+        typer.Option("--force", metavar="", help="Push despite a failed/unverified parity check or card problems."),
     ] = False,
 ) -> None:
     """Publish a model folder to the Hugging Face Hub in one commit."""
@@ -282,7 +311,9 @@ def push(
     out.print(result.repo_url)
 
 
-@app.command()
+@app.command(
+    epilog="Example: longzoo pretrain roberta-zh-4096 --corpus peoples-daily-1998 --out roberta-zh-4096-pre --max-steps 3000 --bf16"
+)
 def pretrain(
     model_dir: Annotated[Path, typer.Argument(help="A converted Longformer folder.")],
     corpus: Annotated[
@@ -294,30 +325,30 @@ def pretrain(
     ] = None,
     max_steps: Annotated[int, typer.Option("--max-steps", help="Optimizer steps.")] = 1000,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per device per micro-batch.")] = 1,
-    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")] = 8,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (linear schedule).")] = 3e-5,
+    grad_accum: GradAccumOption = 8,
+    lr: LrOption = 3e-5,
     warmup: Annotated[Optional[int], typer.Option("--warmup", help="Warmup steps; default min(500, steps/10).")] = None,
-    wwm: Annotated[Wwm, typer.Option("--wwm", help="Whole-word masking: auto, jieba or none.")] = Wwm.auto,
+    wwm: WwmOption = Wwm.auto,
     mlm_prob: Annotated[float, typer.Option("--mlm-prob", help="Share of tokens to predict.")] = 0.15,
     eval_corpus: Annotated[
         Optional[list[str]], typer.Option("--eval-corpus", help="Held-out text, evaluated before and after.")
     ] = None,
-    bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 mixed precision.")] = False,
-    fp16: Annotated[bool, typer.Option("--fp16", help="float16 mixed precision.")] = False,
+    bf16: Annotated[bool, typer.Option("--bf16", metavar="", help="bfloat16 mixed precision.")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", metavar="", help="float16 mixed precision.")] = False,
     gradient_checkpointing: Annotated[
-        bool, typer.Option("--gradient-checkpointing", help="Recompute activations to save memory.")
+        bool, typer.Option("--gradient-checkpointing", metavar="", help="Recompute activations to save memory.")
     ] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest complete checkpoint.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty output folder.")] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for data order and masks.")] = 42,
+    resume: Annotated[
+        bool, typer.Option("--resume", metavar="", help="Continue from the newest complete checkpoint.")
+    ] = False,
+    force: ForceOption = False,
+    seed: SeedOption = 42,
     global_attention: Annotated[
         GlobalAttention, typer.Option("--global-attention", help="Train with global attention on [CLS] / <s>.")
     ] = GlobalAttention.none,
     save_steps: Annotated[Optional[int], typer.Option("--save-steps", help="Checkpoint every N steps.")] = None,
     logging_steps: Annotated[Optional[int], typer.Option("--logging-steps", help="Log every N steps.")] = None,
-    attention: Annotated[
-        Attention, typer.Option("--attention", help="fast (exact, blocked SDPA) or transformers' reference.")
-    ] = Attention.fast,
+    attention: AttentionOption = Attention.fast,
 ) -> None:
     """Continue MLM pretraining on long documents (Trainer; works under torchrun / accelerate)."""
     from longzoo.progress import Steps
@@ -361,7 +392,9 @@ def pretrain(
         out.print(f"wrote {result.out}")
 
 
-@app.command()
+@app.command(
+    epilog="Example: longzoo finetune roberta-zh-4096-pre --train train.jsonl --eval eval.jsonl --out clf --baseline truncate --base hfl/chinese-roberta-wwm-ext"
+)
 def finetune(
     model_dir: Annotated[Path, typer.Argument(help="A converted (or pretrained) Longformer folder.")],
     train: Annotated[Path, typer.Option("--train", help="Training documents: .jsonl or .csv.")],
@@ -373,15 +406,15 @@ def finetune(
         str, typer.Option("--label-field", help="Field holding the label, or a list of labels.")
     ] = "label",
     multi_label: Annotated[
-        bool, typer.Option("--multi-label", help="Several labels per document (CSV cells split on '|').")
+        bool, typer.Option("--multi-label", metavar="", help="Several labels per document (CSV cells split on '|').")
     ] = False,
     max_len: Annotated[
         Optional[int], typer.Option("--max-len", help="Tokens the long model reads; default: its length.")
     ] = None,
     epochs: Annotated[float, typer.Option("--epochs", help="Passes over the training file.")] = 3.0,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (linear schedule).")] = 3e-5,
+    lr: LrOption = 3e-5,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Documents per micro-batch.")] = 4,
-    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")] = 1,
+    grad_accum: GradAccumOption = 1,
     baseline: Annotated[
         Optional[list[Baseline]], typer.Option("--baseline", help="Short-model baseline; repeatable, trained alike.")
     ] = None,
@@ -398,11 +431,9 @@ def finetune(
         Optional[int], typer.Option("--max-chunks", help="stride: chunks per document; default: cover --max-len.")
     ] = None,
     baseline_lr: Annotated[Optional[float], typer.Option("--baseline-lr", help="Default: --lr.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for heads and data order.")] = 42,
-    attention: Annotated[
-        Attention, typer.Option("--attention", help="fast (exact, blocked SDPA) or transformers' reference.")
-    ] = Attention.fast,
-    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty output folder.")] = False,
+    seed: SeedOption = 42,
+    attention: AttentionOption = Attention.fast,
+    force: ForceOption = False,
 ) -> None:
     """Fine-tune for long-document classification, with truncate / stride baselines in one table."""
     from longzoo.progress import Steps
@@ -442,16 +473,14 @@ def finetune(
     out.print(f"wrote {result.out}")
 
 
-@app.command("eval")
+@app.command("eval", epilog="Example: longzoo eval roberta-zh-4096-pre --corpus held-out.txt")
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="Any MLM folder: a short base, a conversion, a pretrained model.")],
     corpus: Annotated[list[str], typer.Option("--corpus", help="Held-out text; repeatable.")],
     seq_len: Annotated[Optional[int], typer.Option("--seq-len", help="Window; default: the model's length.")] = None,
-    wwm: Annotated[Wwm, typer.Option("--wwm", help="Whole-word masking (masks are fixed by a seed).")] = Wwm.auto,
-    attention: Annotated[
-        Attention, typer.Option("--attention", help="fast (exact, blocked SDPA) or transformers' reference.")
-    ] = Attention.fast,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    wwm: WwmOption = Wwm.auto,
+    attention: AttentionOption = Attention.fast,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object.")] = False,
 ) -> None:
     """Masked-LM loss, bits per token and per character, and accuracy on held-out text."""
     import json
@@ -476,14 +505,16 @@ def evaluate(
         out.print(f"recorded in {model_dir / 'longzoo.json'} and the card")
 
 
-@app.command()
+@app.command(epilog="Example: longzoo mask roberta-zh-4096 --text 我爱北京天安门")
 def mask(
     model_dir: Annotated[Path, typer.Argument(help="Folder whose tokenizer to use.")],
     text: Annotated[str, typer.Option("--text", help="Text to mask.")],
-    wwm: Annotated[Wwm, typer.Option("--wwm", help="Whole-word masking: auto, jieba or none.")] = Wwm.auto,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the draw.")] = 0,
+    wwm: WwmOption = Wwm.auto,
+    seed: SeedOption = 0,
     mlm_prob: Annotated[float, typer.Option("--mlm-prob", help="Share of tokens to select.")] = 0.15,
-    as_json: Annotated[bool, typer.Option("--json", help='Print {"tokens": [...], "masked": [0/1, ...]}.')] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", metavar="", help='Print {"tokens": [...], "masked": [0/1, ...]}.')
+    ] = False,
 ) -> None:
     """Show which tokens the masking selects for prediction."""
     import json
@@ -508,9 +539,9 @@ zoo_app = typer.Typer(help="Ready recipes: list, show, build.", no_args_is_help=
 app.add_typer(zoo_app, name="zoo")
 
 
-@zoo_app.command("list")
+@zoo_app.command("list", epilog="Example: longzoo zoo list --json")
 def zoo_list(
-    as_json: Annotated[bool, typer.Option("--json", help="Print every recipe as one JSON list.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print every recipe as one JSON list.")] = False,
 ) -> None:
     """The recipes: name, base, positions, languages (`zoo show NAME` for everything)."""
     import dataclasses
@@ -533,7 +564,7 @@ def zoo_list(
     out.print(table)
 
 
-@zoo_app.command("show")
+@zoo_app.command("show", epilog="Example: longzoo zoo show roberta-zh-4096")
 def zoo_show(name: Annotated[str, typer.Argument(help="Recipe name, e.g. roberta-zh-4096.")]) -> None:
     """Everything a recipe fixes, as JSON."""
     import dataclasses
@@ -545,7 +576,7 @@ def zoo_show(name: Annotated[str, typer.Argument(help="Recipe name, e.g. roberta
     print(json.dumps(dataclasses.asdict(recipe), indent=2, ensure_ascii=False))
 
 
-@zoo_app.command("build")
+@zoo_app.command("build", epilog="Example: longzoo zoo build minilm-4096 --max-steps 100")
 def zoo_build(
     name: Annotated[str, typer.Argument(help="Recipe name.")],
     corpus: Annotated[Optional[list[str]], typer.Option("--corpus", help="Replaces the recipe's corpus.")] = None,

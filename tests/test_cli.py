@@ -255,3 +255,14 @@ def test_a_corpus_name_close_to_a_built_in_one_is_suggested():
 
     with pytest.raises(LongzooError, match="did you mean the built-in corpus 'peoples-daily-1998'"):
         read_corpus("peoples-daily-98")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["convert"], ["card"], ["push"], ["pretrain"], ["finetune"], ["eval"], ["mask"], ["zoo", "list"], ["zoo", "build"]],
+)
+def test_every_command_help_shows_an_example_and_no_bool_metavars(command):
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and f"Example: longzoo {' '.join(command)}" in result.stdout
+    options = result.stdout.split("--help")[0]  # typer's own --help keeps its metavar
+    assert "<bool>" not in options

@@ -30,7 +30,7 @@ from longzoo.outputs import check_output, staged_output
 from longzoo.progress import Steps
 from longzoo.quiet import quiet_transformers
 from longzoo.train.documents import LabelledDocument, is_multi_label, label_names, read_documents
-from longzoo.train.metrics import classification_metrics, decisions
+from longzoo.train.metrics import metrics_for_trainer
 from longzoo.train.model_folder import copy_tokenizer, load_tokenizer, longformer_config, model_config
 from longzoo.weights import require_finite
 
@@ -244,18 +244,10 @@ class _Task:
 
 
 def _pad_batch(tokenizer):
-    import torch
+    """transformers' own padding collator; labels (class ids or 0/1 rows) are stacked as they are."""
+    from transformers import DataCollatorWithPadding
 
-    def collate(features):
-        width = max(len(f["input_ids"]) for f in features)
-        ids = torch.full((len(features), width), tokenizer.pad_token_id)
-        mask = torch.zeros(len(features), width, dtype=torch.long)
-        for row, f in enumerate(features):
-            ids[row, : len(f["input_ids"])] = torch.tensor(f["input_ids"])
-            mask[row, : len(f["input_ids"])] = 1
-        return {"input_ids": ids, "attention_mask": mask, "labels": torch.stack([f["labels"] for f in features])}
-
-    return collate
+    return DataCollatorWithPadding(tokenizer, return_tensors="pt")
 
 
 def _sequence_examples(tokenizer, docs, targets, length: int) -> list[dict]:
@@ -264,7 +256,8 @@ def _sequence_examples(tokenizer, docs, targets, length: int) -> list[dict]:
 
     wrap = with_special_tokens(tokenizer)
     ids = _encode(tokenizer, docs, length)
-    return [{"input_ids": wrap(doc), "labels": target} for doc, target in zip(ids, targets, strict=True)]
+    # plain numbers and lists, which the padding collator batches (it cannot read tensor rows)
+    return [{"input_ids": wrap(doc), "labels": target.tolist()} for doc, target in zip(ids, targets, strict=True)]
 
 
 def _train_and_score(model, train_set, eval_set, collate, multi, lr, options, scratch, steps) -> dict:
@@ -306,6 +299,7 @@ def _train_and_score(model, train_set, eval_set, collate, multi, lr, options, sc
         train_dataset=train_set,
         data_collator=collate,
         callbacks=[StepsCallback(steps)],
+        compute_metrics=metrics_for_trainer(multi),
         on_non_finite="Nothing was written: lower --lr (say) and run again.",
     )
     trainer.remove_callback(PrinterCallback)
@@ -313,13 +307,8 @@ def _train_and_score(model, train_set, eval_set, collate, multi, lr, options, sc
     output = trainer.train()
     seconds = time.perf_counter() - started
     model.eval()
-    prediction = trainer.predict(eval_set)
-    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-    truth = prediction.label_ids
-    truth = torch.as_tensor(truth)
-    if not multi:
-        truth = torch.nn.functional.one_hot(truth.long(), logits.shape[-1])
-    metrics = classification_metrics(truth, decisions(logits, multi))
+    scored = trainer.predict(eval_set, metric_key_prefix="eval").metrics
+    metrics = {key: scored[f"eval_{key}"] for key in ("accuracy", "macro_f1", "micro_f1", "documents")}
     return {**metrics, "train_loss": round(output.training_loss, 4), "train_seconds": round(seconds, 1)}
 
 

@@ -38,3 +38,17 @@ def decisions(logits, multi_label: bool):
     if multi_label:
         return logits > 0
     return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).bool()
+
+
+def metrics_for_trainer(multi_label: bool):
+    """A ``compute_metrics`` for transformers' Trainer: logits and labels in, the metrics above out."""
+    import torch
+
+    def compute(prediction) -> dict:
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        truth = torch.as_tensor(prediction.label_ids)
+        if not multi_label:
+            truth = torch.nn.functional.one_hot(truth.long(), logits.shape[-1])
+        return classification_metrics(truth, decisions(logits, multi_label))
+
+    return compute
