@@ -259,7 +259,17 @@ def test_a_corpus_name_close_to_a_built_in_one_is_suggested():
 
 @pytest.mark.parametrize(
     "command",
-    [["convert"], ["card"], ["push"], ["pretrain"], ["finetune"], ["eval"], ["mask"], ["zoo", "list"], ["zoo", "build"]],
+    [
+        ["convert"],
+        ["card"],
+        ["push"],
+        ["pretrain"],
+        ["finetune"],
+        ["eval"],
+        ["mask"],
+        ["zoo", "list"],
+        ["zoo", "build"],
+    ],
 )
 def test_every_command_help_shows_an_example_and_no_bool_metavars(command):
     result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
