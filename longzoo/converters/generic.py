@@ -197,22 +197,11 @@ def convert(
 
     with steps.step(f"Resolving base {base}"):
         source = resolve_base(base, revision=revision, allow_pickle=allow_pickle)
-    inputs = [source.path]
     base_config, adapter, tokenizer, layout = _inspect_base(source.path)
-    legacy_window = _legacy_window(base_config, source.path / "config.json")
-    if max_pos is None:
-        if legacy_window is None:
-            raise LongzooError("--max-pos is required (only an already-long base has a length to keep)")
-        max_pos = layout.base_length
+    max_pos, window = _sizes(base_config, source.path, layout, max_pos, attention_window)
     if out is None:
         out = default_output(base, max_pos).absolute()
-        check_output(out, force, inputs)
-    if max_pos < layout.base_length or (max_pos == layout.base_length and legacy_window is None):
-        raise LongzooError(f"--max-pos {max_pos} must be larger than the base model's {layout.base_length} positions")
-    if attention_window is not None:
-        window = attention_window
-    else:  # the default is even, as every window must be, also for an odd --max-pos
-        window = legacy_window or min(DEFAULT_WINDOW, max_pos - max_pos % 2)
+        check_output(out, force, [source.path])
     options = ConvertOptions(max_pos, window, position_init, dtype, revision, allow_pickle, verify)
     options.validate()
     _check_table_fits(options, layout, base_config)
@@ -228,25 +217,43 @@ def convert(
         model, report = _build_model(state, base_config, tokenizer, adapter, layout, options, mlm)
     del state
 
-    with staged_output(out, force=force, inputs=inputs) as staging:
+    with staged_output(out, force=force, inputs=[source.path]) as staging:
         with steps.step("Saving model and tokenizer"):
             model.save_pretrained(staging)
-            _save_tokenizer(tokenizer, staging, max_pos, adapter)
+            _save_tokenizer(tokenizer, staging, options.max_pos, adapter)
         del model
-        parity = None
-        if verify:
-            from longzoo.converters.parity import verify_conversion
-
-            copied_globals = any("_global." in key for key in report.generated)
-            parity = verify_conversion(source.path, staging, mlm, layout, options, steps, check_global=copied_globals)
-            if not parity["passed"]:
-                raise LongzooError(_parity_failure(parity))
+        parity = _verify(source, staging, mlm, layout, options, report, steps) if verify else None
         record = _manifest_record(source, hashes, adapter, base_config, layout, options, mlm, report, parity)
         record_step(staging, "convert", record)
         # The card is part of the output; a missing licence is reported, not fatal here.
         card = render_card(staging, strict=False, folder_name=out.name)
         manifest = read_manifest(staging)
     return ConversionResult(out, record["architecture"], report, parity, manifest, card.problems)
+
+
+def _sizes(config: dict, folder: Path, layout: PositionLayout, max_pos, window) -> tuple[int, int]:
+    """``--max-pos`` and ``--attention-window`` as given, or the defaults the base implies."""
+    legacy_window = _legacy_window(config, folder / "config.json")
+    if max_pos is None:
+        if legacy_window is None:
+            raise LongzooError("--max-pos is required (only an already-long base has a length to keep)")
+        max_pos = layout.base_length
+    if max_pos < layout.base_length or (max_pos == layout.base_length and legacy_window is None):
+        raise LongzooError(f"--max-pos {max_pos} must be larger than the base model's {layout.base_length} positions")
+    if window is None:  # the default is even, as every window must be, also for an odd --max-pos
+        window = legacy_window or min(DEFAULT_WINDOW, max_pos - max_pos % 2)
+    return max_pos, window
+
+
+def _verify(source, staging: Path, mlm: bool, layout, options, report, steps) -> dict:
+    """The parity proof of the staged output; a failure is an error and nothing is published."""
+    from longzoo.converters.parity import verify_conversion
+
+    copied_globals = any("_global." in key for key in report.generated)
+    parity = verify_conversion(source.path, staging, mlm, layout, options, steps, check_global=copied_globals)
+    if not parity["passed"]:
+        raise LongzooError(_parity_failure(parity))
+    return parity
 
 
 def _inspect_base(folder: Path) -> tuple[dict, Adapter, object, PositionLayout]:

@@ -225,15 +225,8 @@ def _run(
             if eval_docs
             else None
         )
-    global_cls = options.global_attention == "cls"
-    train_set = MaskedBlocks(
-        train_blocks, tokenizer, mlm_prob=options.mlm_prob, seed=options.seed, global_cls=global_cls
-    )
-    eval_set = (
-        MaskedBlocks(eval_blocks, tokenizer, mlm_prob=options.mlm_prob, seed=options.seed + 1, global_cls=global_cls)
-        if eval_blocks is not None
-        else None
-    )
+    train_set = _masked(train_blocks, tokenizer, options, options.seed)
+    eval_set = _masked(eval_blocks, tokenizer, options, options.seed + 1) if eval_blocks is not None else None
     trainer = _trainer(model, args, train_set, eval_set, steps, callbacks)
     main = trainer.is_world_process_zero()
     eval_before = _eval_before(model, tokenizer, eval_corpora, seq_len, options, out, resume, steps) if main else None
@@ -259,35 +252,49 @@ def _run(
         with steps.step("Evaluating after training"):
             eval_after = _evaluate(model, tokenizer, eval_corpora, seq_len, options)
 
-    record = {
+    record = _record(
+        model, model_dir, trainer, args, options, train_stats, mode, eval_corpora, (eval_before, eval_after)
+    )
+    record.update(
+        seq_len=seq_len,
+        frozen=frozen,
+        new_lm_head=new_head,
+        hyperparameters=_hyperparameters(options, args, seq_len),
+        resumed_from=int(checkpoint.name.split("-")[1]) if checkpoint else None,
+        train_loss=train_loss,
+        seconds=round(seconds, 1),
+    )
+    with steps.step("Saving the pretrained model"):
+        manifest = _publish(model, model_dir, out, record)
+    return PretrainResult(out, trainer.state.global_step, train_loss, eval_before, eval_after, manifest)
+
+
+def _masked(blocks, tokenizer, options: PretrainOptions, seed: int) -> MaskedBlocks:
+    global_cls = options.global_attention == "cls"
+    return MaskedBlocks(blocks, tokenizer, mlm_prob=options.mlm_prob, seed=seed, global_cls=global_cls)
+
+
+def _record(model, model_dir, trainer, args, options, train_stats, mode, eval_corpora, evaluations) -> dict:
+    """The manifest's ``pretrain`` section (the run-specific numbers are added by the caller)."""
+    before, after = evaluations
+    corpus = ", ".join(corpus_name(c) for c in eval_corpora or [])
+    return {
         "model": model_dir.resolve().name,
         "architecture": type(model).__name__,
         "corpora": train_stats,
         "eval_corpora": [corpus_name(c) for c in eval_corpora or []],
         "steps": trainer.state.global_step,
-        "seq_len": seq_len,
         "wwm": {"jieba": "whole words (jieba)", "tokenizer": "whole words (tokenizer words)", "none": "tokens"}[mode],
-        "new_lm_head": new_head,
         "global_attention": options.global_attention,
         "global_projections": "trained"
         if options.global_attention == "cls"
         else "copied again from q/k/v after training",
-        "frozen": frozen,
-        "hyperparameters": _hyperparameters(options, args, seq_len),
         "options": asdict(options),
         "world_size": args.world_size,
-        "resumed_from": int(checkpoint.name.split("-")[1]) if checkpoint else None,
-        "train_loss": train_loss,
-        "seconds": round(seconds, 1),
         "loss_curve": _loss_curve(trainer.state.log_history),
         "loss_plot": LOSS_PLOT,
-        "eval": {"corpus": ", ".join(corpus_name(c) for c in eval_corpora), "before": eval_before, "after": eval_after}
-        if eval_corpora
-        else None,
+        "eval": {"corpus": corpus, "before": before, "after": after} if eval_corpora else None,
     }
-    with steps.step("Saving the pretrained model"):
-        manifest = _publish(model, model_dir, out, record)
-    return PretrainResult(out, trainer.state.global_step, train_loss, eval_before, eval_after, manifest)
 
 
 def _trainer(model, args, train_set, eval_set, steps, callbacks):
