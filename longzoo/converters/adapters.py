@@ -112,3 +112,14 @@ def get_adapter(model_type: str | None) -> Adapter:
     except KeyError:
         supported = ", ".join(sorted(ADAPTERS))
         raise LongzooError(f"unsupported architecture {model_type!r}; longzoo converts: {supported}") from None
+
+
+def usable_positions(config) -> int:
+    """Tokens one input can hold (specials included), for a Longformer or a short base alike.
+
+    Longformer and RoBERTa-style bases number real tokens from ``pad_token_id + 1`` (see
+    ``positions.py``), so their first ``pad + 1`` rows are never a token's position.
+    """
+    adapter = ADAPTERS.get(config.model_type)
+    after_pad = config.model_type == "longformer" or (adapter is not None and adapter.positions_after_pad)
+    return config.max_position_embeddings - (config.pad_token_id + 1 if after_pad else 0)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from longzoo.converters.adapters import ADAPTERS
+from longzoo.converters.adapters import usable_positions
 from longzoo.errors import LongzooError
 from longzoo.numbers import require_int, require_number
 from longzoo.quiet import quiet_transformers
@@ -77,14 +77,6 @@ def record_evaluation(model_dir: str | Path, corpora: list[str], metrics: dict) 
     return True
 
 
-def native_length(config) -> int:
-    """Content length of one input for this model: Longformer or short base alike."""
-    # Longformer and RoBERTa-style bases number real tokens from pad + 1 (see positions.py).
-    adapter = ADAPTERS.get(config.model_type)
-    after_pad = config.model_type == "longformer" or (adapter is not None and adapter.positions_after_pad)
-    return config.max_position_embeddings - (config.pad_token_id + 1 if after_pad else 0)
-
-
 def evaluate(
     model_dir: str | Path,
     corpora: list[str],
@@ -110,7 +102,7 @@ def evaluate(
         raise LongzooError("--attention must be fast or reference")
     if model is None:
         model, tokenizer = load_mlm(model_dir, attention)
-    limit = native_length(model.config)
+    limit = usable_positions(model.config)
     window = min(seq_len or limit, limit)
     if seq_len and seq_len > limit:
         raise LongzooError(f"--seq-len {seq_len} is above the model's {limit} positions")

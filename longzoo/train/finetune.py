@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from longzoo.choices import Attention, Baseline, Task
+from longzoo.converters.adapters import usable_positions
 from longzoo.errors import LongzooError
 from longzoo.manifest import history_entry, read_manifest, write_manifest
 from longzoo.numbers import require_int, require_number
@@ -113,7 +114,7 @@ def finetune(
     model_dir = Path(model_dir).expanduser()
     config = longformer_config(model_dir)
     tokenizer = load_tokenizer(model_dir, config)
-    positions = config.max_position_embeddings - config.pad_token_id - 1
+    positions = usable_positions(config)
     max_len = options.max_len or positions
     if max_len > positions:
         raise LongzooError(f"--max-len {max_len} is above the model's {positions} positions")
@@ -186,7 +187,6 @@ class _ShortModel:
 
 def _short_model(model_dir: Path, base: str | None, options: FinetuneOptions, max_len: int) -> _ShortModel:
     """Resolve and check everything the baselines need, before any training starts."""
-    from longzoo.train.evaluate import native_length
     from longzoo.train.longdocs import chunk_spans
 
     name, folder = _baseline_folder(model_dir, base)
@@ -194,7 +194,7 @@ def _short_model(model_dir: Path, base: str | None, options: FinetuneOptions, ma
     if config.model_type == "longformer":
         raise LongzooError(f"{base or folder}: the baselines need the short base model, not a Longformer")
     tokenizer = load_tokenizer(folder, config)
-    length = min(native_length(config), tokenizer.model_max_length)
+    length = min(usable_positions(config), tokenizer.model_max_length)
     chunk_len = options.chunk_len or length
     if not tokenizer.num_special_tokens_to_add() < chunk_len <= length:
         raise LongzooError(f"--chunk-len must be between 3 and the short model's {length} tokens")

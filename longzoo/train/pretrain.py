@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from longzoo.choices import Attention, GlobalAttention
+from longzoo.converters.adapters import usable_positions
 from longzoo.errors import LongzooError
 from longzoo.manifest import MANIFEST, history_entry, read_manifest, write_manifest
 from longzoo.numbers import require_int, require_number
@@ -152,7 +153,7 @@ def pretrain(
 
 
 def _sequence_length(config, options: PretrainOptions) -> int:
-    max_positions = config.max_position_embeddings - config.pad_token_id - 1
+    max_positions = usable_positions(config)
     seq_len = options.seq_len or max_positions
     if seq_len > max_positions:
         raise LongzooError(f"--seq-len {seq_len} is above the model's {max_positions} positions")
