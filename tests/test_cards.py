@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import MAX_POS, WINDOW
+from helpers import MAX_POS, WINDOW
 from huggingface_hub import metadata_load
 from typer.testing import CliRunner
 

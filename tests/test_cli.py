@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import MAX_POS, WINDOW
+from helpers import MAX_POS, WINDOW
 from hub_stub import HubStub
 from typer.testing import CliRunner
 

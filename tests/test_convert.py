@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from conftest import CASE_IDS, CASES, MAX_POS, WINDOW, case_by_id
+from helpers import CASE_IDS, CASES, MAX_POS, WINDOW, case_by_id
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import bpe_tokenizer
+from helpers import bpe_tokenizer
 from typer.testing import CliRunner
 
 from longzoo.cli import app
@@ -94,7 +94,7 @@ def test_tokenizer_mode_groups_subwords():
 
 
 def test_auto_mode():
-    from conftest import chinese_bert_tokenizer
+    from helpers import chinese_bert_tokenizer
 
     assert resolve_mode("auto", chinese_bert_tokenizer(), "any text") == "jieba"
     assert resolve_mode("auto", bpe_tokenizer(), "plain English text") == "tokenizer"
@@ -126,7 +126,7 @@ def blocks(n=4, length=64):
 
 
 def test_masks_are_reproducible_and_change_every_epoch():
-    from conftest import chinese_bert_tokenizer
+    from helpers import chinese_bert_tokenizer
 
     tok = chinese_bert_tokenizer()
     one = MaskedBlocks(blocks(), tok, mlm_prob=0.15, seed=3)

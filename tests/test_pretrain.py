@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import MAX_POS
+from helpers import MAX_POS
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 

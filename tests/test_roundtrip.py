@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import CASES, MAX_POS
+from helpers import CASES, MAX_POS
 
 # Runs in a new interpreter that imports transformers, never longzoo.
 SCRIPT = r"""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import MAX_POS, WINDOW
+from helpers import MAX_POS, WINDOW
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 from typer.testing import CliRunner

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from conftest import case_by_id, make_model, make_tokenizer
+from helpers import case_by_id, make_model, make_tokenizer
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
