@@ -20,6 +20,7 @@ from longzoo.errors import LongzooError
 
 err = Console(stderr=True)
 out = Console(soft_wrap=True)
+_LOG = Console(soft_wrap=True)  # step-by-step lines, which -q silences
 # Errors raised inside these libraries while they read the user's files are the user's to fix.
 _LIBRARIES = ("transformers", "safetensors", "tokenizers", "huggingface_hub", "datasets", "accelerate", "jieba")
 
@@ -64,7 +65,7 @@ def error_line(exc: BaseException) -> str | None:
     if isinstance(exc, OSError):
         return f"{exc.filename or 'file system'}: {exc.strerror or _first_line(exc)}"
     if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or "out of memory" in str(exc):
-        return "out of memory; try a smaller --batch-size or --seq-len"
+        return "out of memory; try a smaller batch or a shorter sequence length"
     library = _library_of(exc)
     if library is not None:
         return f"{library} could not use the given files or values ({type(exc).__name__}: {_first_line(exc)})"
@@ -161,20 +162,22 @@ def main(
         ),
     ] = False,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", metavar="", help="Only errors from the libraries underneath.")
+        bool, typer.Option("--quiet", "-q", metavar="", help="Results and errors only: no step-by-step lines.")
     ] = False,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", metavar="", help="Informational logs from transformers too.")
+        bool, typer.Option("--verbose", "-v", metavar="", help="Library warnings and informational logs too.")
     ] = False,
 ) -> None:
     """longzoo: long-context Longformer models from short encoders."""
     from longzoo.converters.source import check_endpoint_variable
 
     check_endpoint_variable()  # a malformed HF_ENDPOINT breaks importing transformers itself
-    if quiet or verbose:
-        from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error() if quiet else hf_logging.set_verbosity_info()
+    # longzoo reports what matters itself; transformers' warnings (padding to the window, ...)
+    # would stand between its lines and beside an error line.  -v shows them, and more.
+    hf_logging.set_verbosity_info() if verbose else hf_logging.set_verbosity_error()
+    _LOG.quiet = quiet
 
 
 @app.command(epilog="Example: longzoo convert --base hfl/chinese-roberta-wwm-ext --max-pos 4096 --out roberta-zh-4096")
@@ -224,7 +227,7 @@ def convert(
             dtype=dtype.value,
             allow_pickle=allow_pickle,
             verify=not no_verify,
-            steps=Steps(progress, log=out),
+            steps=Steps(progress, log=_LOG),
         )
     _print_summary(result)
 
@@ -297,7 +300,7 @@ def push(
             commit_message=commit_message,
             dry_run=dry_run,
             force=force,
-            steps=Steps(progress, log=out),
+            steps=Steps(progress, log=_LOG),
         )
     total = sum(size for _, size in result.files)
     if dry_run:
@@ -383,7 +386,7 @@ def pretrain(
         resume=resume,
         force=force,
         options=options,
-        steps=Steps(None, log=out),
+        steps=Steps(None, log=_LOG),
     )
     if result.manifest:
         loss = "not logged" if result.train_loss is None else f"{result.train_loss:.4f}"
@@ -460,7 +463,7 @@ def finetune(
         attention=attention.value,
     )
     result = run_finetune(
-        model_dir, train, eval_file, out_dir, options=options, base=base, force=force, steps=Steps(None, log=out)
+        model_dir, train, eval_file, out_dir, options=options, base=base, force=force, steps=Steps(None, log=_LOG)
     )
     out.print("| model | tokens | accuracy | macro F1 | micro F1 |", highlight=False)
     out.print("|---|---|---|---|---|", highlight=False)
@@ -599,7 +602,7 @@ def zoo_build(
         max_steps=max_steps,
         seq_len=seq_len,
         push_to=push_to,
-        steps=Steps(None, log=out),
+        steps=Steps(None, log=_LOG),
     )
     if result.skipped:
         out.print(f"already done, skipped: {', '.join(result.skipped)}")

@@ -25,12 +25,28 @@ def read_manifest(folder: str | Path) -> dict:
         return {"format": FORMAT, "history": []}
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise LongzooError(f"{path}: not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise LongzooError(f"{path}: not valid JSON ({str(exc)[:200]})") from None
     if not isinstance(manifest, dict):
         raise LongzooError(f"{path}: not a longzoo manifest")
     manifest.setdefault("history", [])
+    _check_shape(manifest, path)
     return manifest
+
+
+_SECTIONS = ("convert", "pretrain", "finetune", "eval", "card")
+
+
+def _check_shape(manifest: dict, path: Path) -> None:
+    """The sections longzoo reads are objects and the history a list of them (a hand edit can break either)."""
+    history = manifest["history"]
+    bad = [name for name in _SECTIONS if manifest.get(name) is not None and not isinstance(manifest[name], dict)]
+    if not isinstance(history, list) or not all(isinstance(entry, dict) for entry in history):
+        bad.append("history")
+    if bad:
+        raise LongzooError(
+            f"{path}: a record is missing or malformed ({', '.join(bad)}); restore the file or run the step again"
+        )
 
 
 def record_step(folder: str | Path, step: str, record: dict) -> dict:

@@ -16,12 +16,16 @@ def option_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _show(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+
 def _range_text(low, high, open_low: bool, open_high: bool) -> str:
     parts = []
     if low is not None:
-        parts.append(f"{'>' if open_low else '>='} {low:g}")
+        parts.append(f"{'>' if open_low else '>='} {_show(low)}")
     if high is not None:
-        parts.append(f"{'<' if open_high else '<='} {high:g}")
+        parts.append(f"{'<' if open_high else '<='} {_show(high)}")
     return " and ".join(parts)
 
 
@@ -43,7 +47,9 @@ def require_number(
     below = low is not None and (value <= low if open_low else value < low)
     above = high is not None and (value >= high if open_high else value > high)
     if below or above:
-        raise LongzooError(f"{option_name(name)} must be {_range_text(low, high, open_low, open_high)}, not {value:g}")
+        raise LongzooError(
+            f"{option_name(name)} must be {_range_text(low, high, open_low, open_high)}, not {_show(value)}"
+        )
 
 
 def require_int(name: str, value, *, low: int | None = None, high: int | None = None, optional: bool = False) -> None:

@@ -40,11 +40,18 @@ def _is_non_empty_dir(folder: Path) -> bool:
     return folder.is_dir() and any(folder.iterdir())
 
 
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as exc:  # a symlink loop
+        raise LongzooError(f"{path}: cannot be resolved ({exc}); choose another path") from None
+
+
 def refuse_inputs(out: Path, inputs: Iterable[str | Path] = ()) -> None:
     """``out`` must not be, or contain, an input or the current directory."""
-    real = out.resolve()
+    real = _resolved(out)
     for given, what in [*((p, "an input of this command") for p in inputs), (Path.cwd(), "the current folder")]:
-        path = Path(given).expanduser().resolve()
+        path = _resolved(Path(given).expanduser())
         if path == real or real in path.parents:
             relation = "is" if path == real else "contains"
             raise LongzooError(f"{out}: {relation} {what} ({given}); choose another --out")

@@ -100,8 +100,7 @@ def push(
 
     steps = steps or Steps()
     folder = Path(folder).expanduser()
-    if not _valid_repo_id(repo_id):
-        raise LongzooError(f"--repo-id must look like OWNER/NAME, got {repo_id!r}")
+    check_repo_id(repo_id)
     check_publishable(folder, force)
     if (folder / MANIFEST).is_file():
         # Re-rendered so the snippet names the real repository, and validated offline:
@@ -144,6 +143,12 @@ def push(
         folder, "push", {"repo_id": repo_id, "revision": revision, "commit": commit.oid, "pr_url": commit.pr_url}
     )
     return PushResult(repo_url, files, commit.commit_url, commit.pr_url)
+
+
+def check_repo_id(repo_id: str, option: str = "--repo-id") -> None:
+    """Refuse, before any work, a repository id the Hub would refuse."""
+    if not _valid_repo_id(repo_id):
+        raise LongzooError(f"{option} must look like OWNER/NAME, got {repo_id!r}")
 
 
 def _valid_repo_id(repo_id: str) -> bool:

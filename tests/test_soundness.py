@@ -579,3 +579,111 @@ def test_push_refuses_non_finite_weights(converted, tmp_path):
     save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(NonFiniteError, match=f"tensor {key} holds NaN"):
         push(folder, "someone/model", endpoint="http://127.0.0.1:9", token="hf_test", force=True, dry_run=True)
+
+
+# ----------------------------------------------------------------------------- found by a hostile sweep
+def test_a_pretraining_run_that_fails_before_its_first_checkpoint_leaves_nothing(converted, corpus, tmp_path):
+    out = tmp_path / "pre"
+    if not torch.cuda.is_available():
+        with pytest.raises(LongzooError, match="--fp16 needs a CUDA GPU"):
+            pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, options=options(fp16=True))
+        assert not out.exists()
+    with pytest.raises(NonFiniteError, match="step 1"):
+        pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, options=options(), callbacks=[_PoisonAfter(0)])
+    assert not out.exists()  # nothing to resume, so the folder it made is gone
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m.update(history="x"),
+        lambda m: m.update(card="x"),
+        lambda m: m.update(convert="x"),
+        lambda m: m["convert"].update(parity="x"),
+        lambda m: m.update(eval={"loss": 1.0}),
+        lambda m: m.update(pretrain={"steps": "x"}),
+    ],
+    ids=["history", "card", "convert", "parity", "eval", "pretrain"],
+)
+def test_a_malformed_manifest_is_one_line_everywhere(converted, corpus, tmp_path, edit):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(converted["bert-zh-mlm"].out, folder)
+    manifest = json.loads((folder / "longzoo.json").read_text())
+    edit(manifest)
+    (folder / "longzoo.json").write_text(json.dumps(manifest))
+    for argv in (
+        ["card", str(folder), "--license", "mit"],
+        ["push", str(folder), "--repo-id", "a/b", "--dry-run", "--force"],
+        ["pretrain", str(folder), "--corpus", str(corpus), "--out", str(tmp_path / "o"), "--max-steps", "1"],
+    ):
+        one_error_line(runner.invoke(app, argv), "longzoo.json")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_deeply_nested_manifest_is_one_line(converted, tmp_path):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(converted["bert-zh-mlm"].out, folder)
+    (folder / "longzoo.json").write_text("[" * 100_000 + "]" * 100_000)
+    one_error_line(runner.invoke(app, ["card", str(folder)]), "not valid JSON")
+
+
+def test_a_nan_in_the_base_config_is_refused(base_copy, tmp_path):
+    base = base_copy("bert-zh-mlm")
+    config = json.loads((base / "config.json").read_text())
+    config["layer_norm_eps"] = float("nan")
+    (base / "config.json").write_text(json.dumps(config))  # json writes NaN, as a careless script would
+    with pytest.raises(LongzooError, match="layer_norm_eps nan is not a number"):
+        convert(str(base), MAX_POS, tmp_path / "o", attention_window=WINDOW, verify=False)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_symlink_loop_as_out_is_one_line(base_models, tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    argv = ["convert", "--base", str(base_models["bert-zh-mlm"]), "--max-pos", "256", "--out", str(tmp_path / "a")]
+    one_error_line(runner.invoke(app, argv), "cannot be resolved")
+
+
+def test_a_tokenizer_of_special_tokens_only_is_refused(converted, corpus, tmp_path):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(converted["bert-zh-mlm"].out, folder)
+    tokenizer = json.loads((folder / "tokenizer.json").read_text())
+    specials = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
+    tokenizer["model"]["vocab"] = {t: i for t, i in tokenizer["model"]["vocab"].items() if t in specials}
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    (folder / "vocab.txt").write_text("\n".join(sorted(specials, key=tokenizer["model"]["vocab"].get)) + "\n")
+    one_error_line(runner.invoke(app, ["eval", str(folder), "--corpus", str(corpus)]), "only special tokens")
+
+
+def test_zoo_build_refuses_another_models_conversion(converted, tmp_path):
+    import shutil
+
+    from longzoo.zoo.build import build
+
+    shutil.copytree(converted["bert-zh-mlm"].out, tmp_path / "b" / "converted")
+    with pytest.raises(LongzooError, match="not this recipe's"):
+        build("minilm-4096", out=tmp_path / "b", max_steps=1)
+
+
+def test_bounds_read_as_numbers():
+    result = runner.invoke(app, ["mask", "x", "--text", "a", "--seed", "4294967296"])
+    one_error_line(result, "<= 4,294,967,295, not 4,294,967,296")
+
+
+def test_a_language_given_as_one_string_is_one_code(converted, tmp_path):
+    import shutil
+
+    from longzoo.cards import render_card
+
+    folder = tmp_path / "m"
+    shutil.copytree(converted["bert-zh-mlm"].out, folder)
+    manifest = json.loads((folder / "longzoo.json").read_text())
+    manifest["card"] = {"language": "zh", "license": "mit"}
+    (folder / "longzoo.json").write_text(json.dumps(manifest))
+    assert render_card(folder).metadata["language"] == ["zh"]

@@ -85,6 +85,7 @@ def render_card(
     ``folder_name`` is the folder's final name when rendering in a staging folder;
     ``write=False`` renders and validates without touching the folder (for dry runs).
     """
+    import jinja2
     from huggingface_hub import ModelCard
 
     folder = Path(folder)
@@ -102,7 +103,7 @@ def render_card(
             raise error(f"card metadata: {problems[0]}")
         context = template_context(folder, name, manifest, settings)
         card = ModelCard.from_template(data, template_path=TEMPLATE, **context)
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError, jinja2.UndefinedError) as exc:
         # a manifest edited by hand, or cut short: say which record, not where the template tripped
         raise LongzooError(f"{folder / 'longzoo.json'}: a record is missing or malformed ({exc!r})") from None
     text = str(card).rstrip("\n") + "\n"
@@ -110,6 +111,16 @@ def render_card(
         write_text_atomic(folder / CARD, text)
         record_step(folder, "card", asdict(settings))
     return RenderedCard(folder / CARD, settings, meta, problems, text)
+
+
+def check_records(folder: str | Path) -> None:
+    """Fail now if the folder's ``longzoo.json`` cannot be read or its card rendered.
+
+    Training steps call this before they start: a hand-edited manifest would otherwise
+    fail only when the trained model is saved.
+    """
+    if "convert" in read_manifest(folder):
+        render_card(folder, strict=False, write=False)
 
 
 def _settings(folder, name, manifest, language, license, model_name, base_model, repo_id) -> CardSettings:
@@ -129,9 +140,8 @@ def _settings(folder, name, manifest, language, license, model_name, base_model,
         return None
 
     guessed = ["zh"] if _vocabulary_is_chinese(folder) else None
-    languages = list(
-        pick("language", language, ("base card", base_card.get("language")), ("vocabulary", guessed)) or []
-    )
+    languages = pick("language", language, ("base card", base_card.get("language")), ("vocabulary", guessed)) or []
+    languages = [languages] if isinstance(languages, str) else list(languages)  # "zh" is one code, not two
     if sources.get("language") != "option":  # the model also speaks what it was pretrained on
         languages += [lang for lang in corpus_languages(manifest) if lang not in languages]
     return CardSettings(

@@ -54,6 +54,13 @@ _SIZES = (
     "max_position_embeddings",
 )
 # Tokenizer files that are JSON objects; tokenizer.json is checked by tokenizers itself.
+# Real-valued fields and the ranges a working model has them in.
+_FLOATS = (
+    ("layer_norm_eps", 1e-30, 1.0),
+    ("initializer_range", 0.0, 10.0),
+    ("hidden_dropout_prob", 0.0, 1.0),
+    ("attention_probs_dropout_prob", 0.0, 1.0),
+)
 _TOKENIZER_JSON = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 _RESTORE = "restore it from the model the base was made from"
 
@@ -326,6 +333,11 @@ def _check_config(config: dict, path: Path) -> None:
     pad, vocab = config.get("pad_token_id"), _carried(config, "vocab_size")
     if pad is not None and not (_is_int(pad) and 0 <= pad < vocab):
         raise bad(f"pad_token_id {pad!r} is not an id in the vocabulary (0 to {vocab - 1})")
+    # JSON admits NaN: a NaN epsilon or dropout would make every output NaN, weights finite or not.
+    for key, low, high in _FLOATS:
+        value = config.get(key)
+        if value is not None and not (isinstance(value, (int, float)) and low <= value <= high and value == value):
+            raise bad(f"{key} {value!r} is not a number from {low:g} to {high:g}")
     # The base's own config class checks the type of every other field it knows.
     from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoConfig
@@ -389,7 +401,12 @@ def _check_vocabulary_files(tokenizer, folder: Path) -> None:
 
 
 def _check_ids_fit(tokenizer, folder: Path, vocab_size: int) -> None:
-    """Every id the tokenizer produces needs a row in the word embeddings."""
+    """Every id the tokenizer produces needs a row in the word embeddings, and it must know words."""
+    if len(set(tokenizer.get_vocab().values()) - set(tokenizer.all_special_ids)) == 0:
+        raise LongzooError(
+            f"{folder}: the tokenizer holds only special tokens (its vocabulary file was not read), so every "
+            "word would become unknown; save the base's tokenizer again with save_pretrained"
+        )
     top = max([*tokenizer.get_vocab().values(), *tokenizer.all_special_ids], default=-1)
     if top >= vocab_size or len(tokenizer) > vocab_size:
         raise LongzooError(
@@ -595,7 +612,7 @@ def _versions() -> dict:
 def _manifest_record(source: BaseSource, hashes, adapter, base_config, layout, options, mlm, report, parity) -> dict:
     return {
         "base": {
-            "id": source.hub_id or source.name,
+            "id": source.hub_id or source.path.name,  # a local base by its folder name only
             "source": "hub" if source.hub_id else "local",
             "revision": source.revision,
             "sha256": hashes,

@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from longzoo.cards.render import check_records
 from longzoo.choices import Attention, Baseline, Task
 from longzoo.converters.adapters import usable_positions
 from longzoo.errors import LongzooError
@@ -67,7 +68,7 @@ class FinetuneOptions:
         if self.task not in TASKS:
             raise LongzooError(f"--task must be one of {', '.join(TASKS)}")
         for name in ("batch_size", "grad_accum"):
-            require_int(name, getattr(self, name), low=1)
+            require_int(name, getattr(self, name), low=1, high=2**20)
         require_int("max_len", self.max_len, low=8, optional=True)
         require_int("chunk_len", self.chunk_len, low=1, optional=True)
         require_int("chunk_overlap", self.chunk_overlap, low=0, optional=True)
@@ -114,6 +115,7 @@ def finetune(
     model_dir = Path(model_dir).expanduser()
     config = longformer_config(model_dir)
     tokenizer = load_tokenizer(model_dir, config)
+    check_records(model_dir)  # a broken manifest fails now, not after training
     positions = usable_positions(config)
     max_len = options.max_len or positions
     if max_len > positions:

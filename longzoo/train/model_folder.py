@@ -75,6 +75,11 @@ def load_tokenizer(folder: Path, config=None):
     except Exception as exc:  # noqa: BLE001 - tokenizers raises plain Exceptions for broken files
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise LongzooError(f"{folder}: the tokenizer files cannot be loaded ({message})") from None
+    if len(set(tokenizer.get_vocab().values()) - set(tokenizer.all_special_ids)) == 0:
+        raise LongzooError(
+            f"{folder}: the tokenizer holds only special tokens, so every word would be unknown; "
+            "save the tokenizer the weights were trained with into the folder"
+        )
     vocab_size = getattr(config, "vocab_size", None)
     if vocab_size is not None and len(tokenizer) > vocab_size:
         raise LongzooError(

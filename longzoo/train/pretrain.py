@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from longzoo.cards.render import check_records
 from longzoo.choices import Attention, GlobalAttention
 from longzoo.converters.adapters import usable_positions
 from longzoo.errors import LongzooError
@@ -70,7 +71,10 @@ class PretrainOptions:
 
     def validate(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum", "save_steps", "logging_steps", "eval_steps"):
-            require_int(name, getattr(self, name), low=1, optional=name.endswith("_steps") and name != "max_steps")
+            # the bounds only keep typos (1e20 steps) from running for ever
+            require_int(
+                name, getattr(self, name), low=1, high=10**7, optional=name.endswith("_steps") and name != "max_steps"
+            )
         require_int("warmup", self.warmup, low=0, optional=True)
         require_int("seq_len", self.seq_len, low=8, optional=True)
         require_int("seed", self.seed, low=0, high=2**32 - 1)
@@ -123,9 +127,12 @@ def pretrain(
     model_dir, out = Path(model_dir).expanduser(), Path(out).expanduser().absolute()
     config = longformer_config(model_dir)
     tokenizer = load_tokenizer(model_dir, config)
+    check_records(model_dir)  # a broken manifest fails now, not after hours of training
     seq_len = _sequence_length(config, options)
     if not corpora:
         raise LongzooError("give at least one --corpus")
+    if options.fp16 and not _cuda():
+        raise LongzooError("--fp16 needs a CUDA GPU; use --bf16 on a CPU")
     writer = int(os.environ.get("RANK", "0")) == 0  # under torchrun only the first process writes
     if writer:
         _check_output(out, model_dir, resume, force)  # before reading corpora: fail fast
@@ -134,22 +141,42 @@ def pretrain(
     train_docs = [doc for spec in corpora for doc in read_corpus(spec, stream_char_budget=budget)]
     eval_docs = [doc for spec in eval_corpora or [] for doc in read_corpus(spec, stream_char_budget=budget)]
     with output_lock(out) if writer else contextlib.nullcontext():
+        fresh = writer and not (out.is_dir() and any(out.iterdir()))
         if writer:
             _prepare_output(out, model_dir, resume, force)
-        return _run(
-            model_dir,
-            tokenizer,
-            corpora,
-            out,
-            eval_corpora,
-            resume,
-            options,
-            callbacks,
-            steps,
-            seq_len,
-            train_docs,
-            eval_docs,
-        )
+        try:
+            return _run(
+                model_dir,
+                tokenizer,
+                corpora,
+                out,
+                eval_corpora,
+                resume,
+                options,
+                callbacks,
+                steps,
+                seq_len,
+                train_docs,
+                eval_docs,
+            )
+        except BaseException:
+            if fresh:
+                _remove_if_nothing_to_resume(out)
+            raise
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _remove_if_nothing_to_resume(out: Path) -> None:
+    """A run that failed before its first complete checkpoint leaves no folder behind (it made it)."""
+    from longzoo.train.checkpoints import latest_complete_checkpoint
+
+    if latest_complete_checkpoint(out / CHECKPOINTS) is None:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def _sequence_length(config, options: PretrainOptions) -> int:
@@ -161,13 +188,10 @@ def _sequence_length(config, options: PretrainOptions) -> int:
 
 
 def _training_arguments(out: Path, options: PretrainOptions, evaluating: bool):
-    import torch
     from transformers import TrainingArguments
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available()
-    if options.fp16 and not cuda:
-        raise LongzooError("--fp16 needs a CUDA GPU; use --bf16 on a CPU")
+    cuda = _cuda()
     return TrainingArguments(
         output_dir=str(out / CHECKPOINTS),
         max_steps=options.max_steps,
@@ -311,8 +335,7 @@ def _trainer(model, args, train_set, eval_set, steps, callbacks):
         eval_dataset=eval_set,
         callbacks=[EpochCallback(train_set), StepsCallback(steps), *(callbacks or [])],
         masked_lm=True,
-        on_non_finite="Nothing was written; the last complete checkpoint is kept: "
-        "lower --lr (say) and continue with --resume.",
+        on_non_finite="No model was written; complete checkpoints are kept for --resume (lower --lr, say).",
     )
     trainer.remove_callback(PrinterCallback)  # StepsCallback prints the log lines instead
     return trainer
@@ -509,12 +532,21 @@ def _loss_curve(history: list[dict]) -> dict:
 
 def _publish(model, model_dir: Path, out: Path, record: dict) -> dict:
     """Write the final model into ``out``; the manifest moves in last, marking it complete."""
-    from longzoo.cards.render import render_card
-    from longzoo.train.plot import plot_loss
-
     staging = out / ".final.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
+    try:
+        return _move_final(model, model_dir, out, record, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _move_final(model, model_dir: Path, out: Path, record: dict, staging: Path) -> dict:
+    """Save into ``staging``, then move each file into ``out``."""
+    from longzoo.cards.render import render_card
+    from longzoo.train.plot import plot_loss
+
     model.save_pretrained(staging)
     copy_tokenizer(model_dir, staging)
     plot_loss(record["loss_curve"], staging / LOSS_PLOT)

@@ -61,6 +61,10 @@ def build(
 
     recipe = get_recipe(name)
     options = _pretrain_options(recipe, max_steps, seq_len)  # checked before hours of work
+    if push_to is not None:
+        from longzoo.publish import check_repo_id
+
+        check_repo_id(push_to, "--push")
     steps = steps or Steps()
     out = Path(out or name).expanduser().absolute()
     converted, pretrained = out / "converted", out / "pretrained"
@@ -69,6 +73,7 @@ def build(
     card = dict(license=recipe.license, language=list(recipe.languages), base_model=hub_base, strict=False)
 
     if _finished(converted, "convert"):
+        _check_same_recipe(converted, recipe)
         skipped.append("convert")
     else:
         base = recipe_base(recipe)
@@ -109,6 +114,18 @@ def build(
 
         result.repo_url = push(pretrained, push_to, steps=steps).repo_url
     return result
+
+
+def _check_same_recipe(converted: Path, recipe: Recipe) -> None:
+    """A finished conversion found in the build folder must be this recipe's, not another model's."""
+    record = read_manifest(converted)["convert"]
+    base = record.get("base") or {}
+    expected = {Path(recipe.base).name, recipe.base, Path(recipe_base(recipe)).name}
+    if record.get("max_positions") != recipe.max_positions or base.get("id") not in expected:
+        raise LongzooError(
+            f"{converted}: holds a conversion of {base.get('id')} to {record.get('max_positions')} positions, "
+            f"not this recipe's {recipe.base} to {recipe.max_positions}; choose another --out"
+        )
 
 
 def _pretrain_options(recipe: Recipe, max_steps: int | None, seq_len: int | None):
