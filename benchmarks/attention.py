@@ -31,7 +31,7 @@ import json, statistics, sys, time
 import torch
 from transformers import LongformerConfig, LongformerForMaskedLM
 from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
-from longzoo.attention import FastLongformerSelfAttention
+from longzoo.models.attention import FastLongformerSelfAttention
 
 def status(key):
     return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) / 1024

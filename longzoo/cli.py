@@ -287,8 +287,8 @@ def push(
     ] = False,
 ) -> None:
     """Publish a model folder to the Hugging Face Hub in one commit."""
+    from longzoo.hub import push as run_push
     from longzoo.progress import Steps
-    from longzoo.publish import push as run_push
 
     with _progress() as progress:
         result = run_push(
@@ -355,8 +355,8 @@ def pretrain(
 ) -> None:
     """Continue MLM pretraining on long documents (Trainer; works under torchrun / accelerate)."""
     from longzoo.progress import Steps
-    from longzoo.train.pretrain import PretrainOptions
-    from longzoo.train.pretrain import pretrain as run_pretrain
+    from longzoo.training.pretrain import PretrainOptions
+    from longzoo.training.pretrain import pretrain as run_pretrain
 
     _quiet_transformers()
 
@@ -440,8 +440,8 @@ def finetune(
 ) -> None:
     """Fine-tune for long-document classification, with truncate / stride baselines in one table."""
     from longzoo.progress import Steps
-    from longzoo.train.finetune import FinetuneOptions
-    from longzoo.train.finetune import finetune as run_finetune
+    from longzoo.training.finetune import FinetuneOptions
+    from longzoo.training.finetune import finetune as run_finetune
 
     _quiet_transformers()
     options = FinetuneOptions(
@@ -488,8 +488,8 @@ def evaluate(
     """Masked-LM loss, bits per token and per character, and accuracy on held-out text."""
     import json
 
-    from longzoo.train.evaluate import evaluate as run_evaluate
-    from longzoo.train.evaluate import record_evaluation
+    from longzoo.evaluation.mlm import evaluate as run_evaluate
+    from longzoo.evaluation.mlm import record_evaluation
 
     _quiet_transformers()
 
@@ -522,7 +522,7 @@ def mask(
     """Show which tokens the masking selects for prediction."""
     import json
 
-    from longzoo.train.masking import show_mask
+    from longzoo.data.masking import show_mask
 
     tokens, selected, mode = show_mask(model_dir, text, wwm=wwm.value, seed=seed, mlm_prob=mlm_prob)
     if as_json:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from longzoo.train.pretrain import PretrainOptions, pretrain
+from longzoo.training.pretrain import PretrainOptions, pretrain
 
 
 class Digest(TrainerCallback):

@@ -132,3 +132,22 @@ def save_base(case: Case, folder: Path) -> Path:
 
 def case_by_id(case_id: str) -> Case:
     return next(c for c in CASES if c.id == case_id)
+
+
+def register_tiny_recipe(name: str, base: Path, corpus: str, **plan):
+    """A zoo recipe for a tiny base (MAX_POS positions, WINDOW window), registered until unregistered."""
+    from longzoo.zoo import PretrainRecipe, Recipe, register
+
+    plan = {"steps": 1, "batch_size": 1, "grad_accum": 1, "lr": 1e-4, "warmup": 0, **plan}
+    return register(
+        Recipe(
+            name=name,
+            base=str(base),
+            family="bert",
+            max_positions=MAX_POS,
+            attention_window=WINDOW,
+            languages=("zh",),
+            license="apache-2.0",
+            pretrain=PretrainRecipe(corpus, **plan),
+        )
+    )

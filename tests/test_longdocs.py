@@ -7,8 +7,9 @@ from itertools import pairwise
 
 import pytest
 import torch
+from longdoc_tasks import CUES, FILLER, long_range_probe
 
-from longzoo.train.longdocs import CUES, FILLER, chunk_spans, long_range_probe, masked_mean
+from longzoo.models.stride import chunk_spans, masked_mean
 
 
 @pytest.mark.parametrize(

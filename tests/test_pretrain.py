@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from longzoo.cli import app
 from longzoo.converters.sample_text import CHINESE
+from longzoo.data.packing import TokenizedDoc, pack
+from longzoo.evaluation.mlm import evaluate, load_mlm
 from longzoo.manifest import read_manifest
-from longzoo.train.data import TokenizedDoc, pack
-from longzoo.train.evaluate import evaluate, load_mlm
-from longzoo.train.pretrain import PretrainOptions, pretrain
+from longzoo.training.pretrain import PretrainOptions, pretrain
 
 runner = CliRunner()
 
@@ -209,7 +209,7 @@ def test_cache_is_reused(converted, zh_corpus, tmp_path, monkeypatch):
     out = tmp_path / "pre"
     pretrain(converted["bert-zh-mlm"].out, [str(zh_corpus / "train.txt")], out, options=options(max_steps=1))
     assert len(list((out / "cache").glob("*.safetensors"))) == 1
-    from longzoo.train import pretrain as module
+    from longzoo.training import pretrain as module
 
     monkeypatch.setattr(module, "tokenize_documents", lambda *a, **k: pytest.fail("tokenized twice"))
     pretrain(
@@ -316,7 +316,7 @@ def test_two_process_ddp_ends_with_identical_weights(converted, zh_corpus, tmp_p
 
 # ----------------------------------------------------------------------------- corpora
 def test_corpus_formats(tmp_path):
-    from longzoo.train.corpus import read_corpus
+    from longzoo.data.corpus import read_corpus
 
     folder = tmp_path / "corpus"
     (folder / "sub").mkdir(parents=True)
@@ -332,7 +332,7 @@ def test_hub_dataset_stream_stops_at_the_budget(monkeypatch):
     import sys
     import types
 
-    from longzoo.train.corpus import read_corpus
+    from longzoo.data.corpus import read_corpus
 
     calls = {}
 

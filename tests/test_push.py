@@ -16,8 +16,8 @@ import yaml
 from hub_stub import HubStub
 
 from longzoo.errors import LongzooError
+from longzoo.hub import IGNORE, files_to_upload, push
 from longzoo.manifest import read_manifest, write_manifest
-from longzoo.publish import IGNORE, files_to_upload, push
 
 TOKEN = "hf_longzooTestSecretToken0123456789"
 REPO = "someone/tiny-zh-longformer"

@@ -27,7 +27,7 @@ from longzoo.converters.sample_text import CHINESE
 from longzoo.errors import LongzooError
 from longzoo.manifest import read_manifest
 from longzoo.outputs import output_lock, staged_output
-from longzoo.train.pretrain import PretrainOptions, pretrain
+from longzoo.training.pretrain import PretrainOptions, pretrain
 from longzoo.weights import NonFiniteError
 
 runner = CliRunner()
@@ -59,7 +59,7 @@ def one_error_line(result, fragment: str = "") -> str:
 POISONED_LOAD = textwrap.dedent(
     """
     import json, sys, torch
-    from longzoo.train.pretrain import _load_mlm
+    from longzoo.training.pretrain import _load_mlm
     model, new = _load_mlm(__import__("pathlib").Path(sys.argv[1]), 0)
     head = model.lm_head
     print(json.dumps({
@@ -266,21 +266,12 @@ def test_leftover_staging_of_a_killed_run_is_cleaned(base_models, tmp_path):
 
 
 def test_zoo_build_never_removes_files_it_did_not_write(base_models, tmp_path):
-    from longzoo.zoo import PretrainRecipe, Recipe, register, unregister
+    from helpers import register_tiny_recipe
+
+    from longzoo.zoo import unregister
     from longzoo.zoo.build import build
 
-    recipe = register(
-        Recipe(
-            name="test-keep-256",
-            base=str(base_models["bert-zh-mlm"]),
-            family="bert",
-            max_positions=256,
-            attention_window=64,
-            languages=("zh",),
-            license="apache-2.0",
-            pretrain=PretrainRecipe("peoples-daily-1998", steps=1, batch_size=1, grad_accum=1, lr=1e-4, warmup=0),
-        )
-    )
+    recipe = register_tiny_recipe("test-keep-256", base_models["bert-zh-mlm"], "peoples-daily-1998")
     try:
         converted_dir = tmp_path / "build" / "converted"
         converted_dir.mkdir(parents=True)
@@ -354,13 +345,13 @@ def test_a_truncated_optimizer_state_is_not_a_checkpoint(converted, corpus, tmp_
     pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, options=options(max_steps=2))
     newest = out / "checkpoints" / "checkpoint-2" / "optimizer.pt"
     newest.write_bytes(newest.read_bytes()[:100])
-    from longzoo.train.checkpoints import latest_complete_checkpoint
+    from longzoo.training.checkpoints import latest_complete_checkpoint
 
     assert latest_complete_checkpoint(out / "checkpoints").name == "checkpoint-1"
 
 
 def test_resuming_a_run_killed_in_its_final_save_runs_no_extra_step(converted, corpus, tmp_path, monkeypatch):
-    from longzoo.train import pretrain as module
+    from longzoo.training import pretrain as module
 
     out = tmp_path / "pre"
 
@@ -419,7 +410,7 @@ def test_push_uploads_no_local_path(converted, tmp_path, monkeypatch):
     (folder / "longzoo.json").write_text(json.dumps(manifest))
     from hub_stub import HubStub
 
-    from longzoo.publish import push
+    from longzoo.hub import push
 
     with HubStub(token="hf_test") as hub:
         push(folder, "someone/model", endpoint=hub.url, token="hf_test", force=True, backoff=0.0)
@@ -569,7 +560,7 @@ def test_push_refuses_non_finite_weights(converted, tmp_path):
 
     from safetensors.torch import save_file
 
-    from longzoo.publish import push
+    from longzoo.hub import push
 
     folder = tmp_path / "model"
     shutil.copytree(converted["bert-zh-mlm"].out, folder)

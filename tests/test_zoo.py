@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from helpers import case_by_id, make_model, make_tokenizer
+from helpers import case_by_id, make_model, make_tokenizer, register_tiny_recipe
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
@@ -17,11 +17,11 @@ from longzoo.cards.metadata import HUB_LICENSES
 from longzoo.cli import app
 from longzoo.converters import ADAPTERS, convert
 from longzoo.converters.positions import MODES
+from longzoo.data.corpus import BUILTIN
+from longzoo.data.masking import WWM_MODES
 from longzoo.errors import LongzooError
 from longzoo.manifest import read_manifest
-from longzoo.train.corpus import BUILTIN
-from longzoo.train.masking import WWM_MODES
-from longzoo.zoo import RECIPES, LongformerZh, PretrainRecipe, Recipe, get_recipe, load, register, unregister
+from longzoo.zoo import RECIPES, LongformerZh, get_recipe, load, register, unregister
 from longzoo.zoo.build import build
 
 runner = CliRunner()
@@ -74,19 +74,15 @@ def tiny_recipe(base_models, tmp_path):
     from longzoo.converters.sample_text import CHINESE
 
     corpus.write_text("\n\n".join(CHINESE[i : i + 80] for i in range(0, len(CHINESE), 80)), encoding="utf-8")
-    recipe = register(
-        Recipe(
-            name="test-tiny-256",
-            base=str(base_models["bert-zh-mlm"]),
-            family="bert",
-            max_positions=256,
-            attention_window=64,
-            languages=("zh",),
-            license="apache-2.0",
-            pretrain=PretrainRecipe(
-                str(corpus), steps=3, batch_size=2, grad_accum=1, lr=1e-3, warmup=0, wwm="jieba", source="test"
-            ),
-        )
+    recipe = register_tiny_recipe(
+        "test-tiny-256",
+        base_models["bert-zh-mlm"],
+        str(corpus),
+        steps=3,
+        batch_size=2,
+        lr=1e-3,
+        wwm="jieba",
+        source="test",
     )
     yield recipe, corpus
     unregister(recipe.name)
@@ -102,7 +98,7 @@ def test_build_end_to_end_and_resume(tiny_recipe, tmp_path, monkeypatch):
     assert manifest["card"]["license"] == "apache-2.0" and manifest["card"]["model_name"] == recipe.name
     assert "Continued pretraining" in (result.pretrained / "README.md").read_text(encoding="utf-8")
     # a second run finds both stages done and redoes neither
-    from longzoo.train import pretrain as pretrain_module
+    from longzoo.training import pretrain as pretrain_module
 
     monkeypatch.setattr(pretrain_module, "pretrain", lambda *a, **k: pytest.fail("pretrained twice"))
     again = build(recipe.name, out=out, eval_corpora=[str(corpus)], seq_len=64)
@@ -186,7 +182,7 @@ def test_classification_head_gives_the_first_token_global_attention(converted):
 
 @pytest.mark.parametrize("choice", [True, "sdpa", "flex"])
 def test_load_with_fast_attention(converted, choice):
-    from longzoo.attention import FastLongformerSelfAttention
+    from longzoo.models.attention import FastLongformerSelfAttention
 
     model = load(converted["roberta-mlm"].out, fast_attention=choice)
     attention = model.longformer.encoder.layer[0].attention.self

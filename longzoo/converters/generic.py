@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from longzoo.cards.render import render_card
-from longzoo.choices import DType
+from longzoo.choices import DType, PositionInit
 from longzoo.converters.adapters import Adapter, get_adapter
 from longzoo.converters.keys import (
     POSITIONS,
@@ -20,7 +20,7 @@ from longzoo.converters.keys import (
     is_mlm_checkpoint,
     map_keys,
 )
-from longzoo.converters.positions import MODES, extend_positions
+from longzoo.converters.positions import extend_positions
 from longzoo.converters.source import (
     BaseSource,
     check_endpoint_variable,
@@ -37,7 +37,6 @@ from longzoo.numbers import require_int
 from longzoo.outputs import check_output, staged_output
 from longzoo.progress import Steps
 
-DTYPES = DType.values()
 DEFAULT_WINDOW = 512
 # Beyond 2**20 positions the table alone outgrows most machines and no run would finish.
 MAX_POSITIONS = 1 << 20
@@ -129,10 +128,8 @@ def check_numbers(max_pos, window) -> None:
 
 
 def _check_choices(position_init, dtype, revision) -> None:
-    if position_init not in MODES:
-        raise LongzooError(f"--position-init must be one of {', '.join(MODES)}")
-    if dtype not in DTYPES:
-        raise LongzooError(f"--dtype must be one of {', '.join(DTYPES)}")
+    PositionInit.require("--position-init", position_init)
+    DType.require("--dtype", dtype)
     if revision is not None and not isinstance(revision, str):
         raise LongzooError(f"--revision must be a branch, tag or commit name, got {revision!r}")
 

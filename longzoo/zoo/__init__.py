@@ -1,6 +1,6 @@
-"""The zoo: recipes (``registry``), end-to-end builds (``build``) and loaders (``loaders``)."""
+"""The zoo: recipes (``registry``) and end-to-end builds (``build``); the loaders live in ``longzoo.models.loading``."""
 
-from longzoo.zoo.loaders import LongformerZh, load, load_tokenizer
+from longzoo.models.loading import LongformerZh, load, load_tokenizer
 from longzoo.zoo.registry import RECIPES, PretrainRecipe, Recipe, get_recipe, register, unregister
 
 __all__ = [

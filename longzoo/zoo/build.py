@@ -57,12 +57,12 @@ def build(
     """Build the zoo entry ``name`` end to end; see the module docstring."""
     from longzoo.cards.render import render_card
     from longzoo.converters import convert
-    from longzoo.train.pretrain import CHECKPOINTS, pretrain
+    from longzoo.training.pretrain import CHECKPOINTS, pretrain
 
     recipe = get_recipe(name)
     options = _pretrain_options(recipe, max_steps, seq_len)  # checked before hours of work
     if push_to is not None:
-        from longzoo.publish import check_repo_id
+        from longzoo.hub import check_repo_id
 
         check_repo_id(push_to, "--push")
     steps = steps or Steps()
@@ -110,7 +110,7 @@ def build(
     evaluation = (read_manifest(pretrained)["pretrain"] or {}).get("eval") or {}
     result = BuildResult(recipe, converted, pretrained, skipped, evaluation.get("before"), evaluation.get("after"))
     if push_to:
-        from longzoo.publish import push
+        from longzoo.hub import push
 
         result.repo_url = push(pretrained, push_to, steps=steps).repo_url
     return result
@@ -130,7 +130,7 @@ def _check_same_recipe(converted: Path, recipe: Recipe) -> None:
 
 def _pretrain_options(recipe: Recipe, max_steps: int | None, seq_len: int | None):
     """The recipe's pretraining plan with the user's overrides, validated."""
-    from longzoo.train.pretrain import PretrainOptions
+    from longzoo.training.pretrain import PretrainOptions
 
     plan = recipe.pretrain
     total = plan.steps if max_steps is None else max_steps

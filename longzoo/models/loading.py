@@ -82,7 +82,7 @@ def load(
         complete_mlm_head(model, info["missing_keys"])  # an encoder-only folder has none yet
     require_finite(model, str(id_or_dir))
     if fast_attention:
-        from longzoo.attention import use_fast_attention
+        from longzoo.models.attention import use_fast_attention
 
         use_fast_attention(model, backend="auto" if fast_attention is True else fast_attention)
     if task not in ("masked-lm", "feature-extraction"):

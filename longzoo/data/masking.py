@@ -33,8 +33,7 @@ IGNORE_INDEX = -100  # label value the loss skips
 
 def resolve_mode(mode: str, tokenizer, sample_text: str = "") -> str:
     """Turn ``auto|jieba|none`` into the segmenter used: ``jieba``, ``tokenizer`` or ``none``."""
-    if mode not in WWM_MODES:
-        raise LongzooError(f"--wwm must be one of {', '.join(WWM_MODES)}, not {mode!r}")
+    Wwm.require("--wwm", mode)
     if mode == "auto":
         return "jieba" if chinese_vocabulary(tokenizer.get_vocab()) or mostly_han(sample_text) else "tokenizer"
     return mode
@@ -137,7 +136,7 @@ def show_mask(model_dir, text: str, *, wwm: str = "auto", seed: int = 0, mlm_pro
     """Tokens of ``text`` and which of them the masking selects (``longzoo mask``)."""
     from pathlib import Path
 
-    from longzoo.train.model_folder import load_tokenizer
+    from longzoo.models.folders import load_tokenizer
 
     if not text.strip():
         raise LongzooError("--text is empty")

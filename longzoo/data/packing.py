@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from longzoo.data.corpus import Document
+from longzoo.data.masking import apply_mask, random_pool, select_words, word_ids_for
 from longzoo.quiet import quiet_transformers
-from longzoo.train.corpus import Document
-from longzoo.train.masking import apply_mask, random_pool, select_words, word_ids_for
 
 CACHE_FORMAT = 1
 

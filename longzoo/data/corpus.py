@@ -117,7 +117,7 @@ def _read_file(path: Path) -> Iterator[str]:
 
 
 def _peoples_daily() -> Iterator[str]:
-    from longzoo.train.peoples_daily import load_articles
+    from longzoo.data.peoples_daily import load_articles
 
     return (article.text for article in load_articles())
 

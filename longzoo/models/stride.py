@@ -1,19 +1,19 @@
 """The chunk-and-stride baseline: a short encoder over overlapping chunks, pooled by a small transformer.
 
 What users do with a 512-token model and a long document: cut the tokens into chunks of
-``L`` that overlap by ``S`` (:func:`~longzoo.train.longdocs.chunk_spans`), encode each
+``L`` that overlap by ``S`` (:func:`chunk_spans`), encode each
 chunk with the short model, let a small transformer mix the chunks' first-token vectors
 (with a learned chunk-position embedding), average the real chunks
-(:func:`~longzoo.train.longdocs.masked_mean`) and classify.
+(:func:`masked_mean`) and classify.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
-
-from longzoo.train.longdocs import chunk_spans, masked_mean
 
 
 def with_special_tokens(tokenizer):
@@ -74,3 +74,25 @@ class ChunkStrideClassifier(nn.Module):
             else:
                 loss = nn.functional.cross_entropy(logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def chunk_spans(n_tokens: int, length: int, stride: int, max_chunks: int | None = None) -> list[tuple[int, int]]:
+    """``(start, end)`` of chunks of ``length`` tokens that overlap by ``stride`` tokens.
+
+    Chunks start every ``length - stride`` tokens until one reaches the end, so
+    ``1 + ceil(max(0, n - length) / (length - stride))`` chunks cover ``n`` tokens;
+    ``max_chunks`` keeps only the first ones.
+    """
+    if length <= 0 or not 0 <= stride < length:
+        raise ValueError(f"need length > 0 and 0 <= stride < length, got length={length}, stride={stride}")
+    step = length - stride
+    count = 1 + math.ceil(max(0, n_tokens - length) / step)
+    if max_chunks is not None:
+        count = min(count, max_chunks)
+    return [(i * step, min(i * step + length, n_tokens)) for i in range(count)]
+
+
+def masked_mean(embeddings, mask):
+    """Mean over chunks of ``embeddings`` (B, C, H) where ``mask`` (B, C) is 1; padding chunks add nothing."""
+    weights = mask.to(embeddings.dtype).unsqueeze(-1)
+    return (embeddings * weights).sum(1) / weights.sum(1).clamp(min=1.0)

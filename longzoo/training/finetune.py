@@ -5,7 +5,7 @@ file and scores it on another; with ``baselines`` it trains, on the same data an
 
 * ``truncate`` — the short base model on the first tokens it can hold, and
 * ``stride`` — the short base model over overlapping chunks of the same text the long
-  model reads, pooled by a small transformer (:mod:`longzoo.train.stride`),
+  model reads, pooled by a small transformer (:mod:`longzoo.models.stride`),
 
 so that one table answers "does the long model use its context?".  Training goes through
 transformers' ``Trainer``; the output folder receives the fine-tuned long model (a stock
@@ -25,20 +25,16 @@ from pathlib import Path
 from longzoo.cards.render import check_records
 from longzoo.choices import Attention, Baseline, Task
 from longzoo.converters.adapters import usable_positions
+from longzoo.data.documents import LabelledDocument, is_multi_label, label_names, read_documents
 from longzoo.errors import LongzooError
+from longzoo.evaluation.classification import metrics_for_trainer
 from longzoo.manifest import history_entry, read_manifest, write_manifest
+from longzoo.models.folders import copy_tokenizer, load_tokenizer, longformer_config, model_config
 from longzoo.numbers import require_int, require_number
 from longzoo.outputs import check_output, staged_output
 from longzoo.progress import Steps
 from longzoo.quiet import quiet_transformers
-from longzoo.train.documents import LabelledDocument, is_multi_label, label_names, read_documents
-from longzoo.train.metrics import metrics_for_trainer
-from longzoo.train.model_folder import copy_tokenizer, load_tokenizer, longformer_config, model_config
 from longzoo.weights import require_finite
-
-TASKS = Task.values()
-BASELINES = Baseline.values()
-ATTENTION = Attention.values()
 
 
 @dataclass(frozen=True)
@@ -65,8 +61,7 @@ class FinetuneOptions:
     attention: str = "fast"
 
     def validate(self) -> None:
-        if self.task not in TASKS:
-            raise LongzooError(f"--task must be one of {', '.join(TASKS)}")
+        Task.require("--task", self.task)
         for name in ("batch_size", "grad_accum"):
             require_int(name, getattr(self, name), low=1, high=2**20)
         require_int("max_len", self.max_len, low=8, optional=True)
@@ -79,11 +74,9 @@ class FinetuneOptions:
         require_number("baseline_lr", self.baseline_lr, low=0.0, high=1.0, open_low=True, optional=True)
         require_number("warmup_ratio", self.warmup_ratio, low=0.0, high=1.0, open_high=True)
         require_number("weight_decay", self.weight_decay, low=0.0, high=1.0)
-        unknown = [b for b in self.baselines if b not in BASELINES]
-        if unknown:
-            raise LongzooError(f"--baseline must be one of {', '.join(BASELINES)}, not {unknown[0]!r}")
-        if self.attention not in ATTENTION:
-            raise LongzooError(f"--attention must be one of {', '.join(ATTENTION)}")
+        for baseline in self.baselines:
+            Baseline.require("--baseline", baseline)
+        Attention.require("--attention", self.attention)
 
 
 @dataclass
@@ -189,7 +182,7 @@ class _ShortModel:
 
 def _short_model(model_dir: Path, base: str | None, options: FinetuneOptions, max_len: int) -> _ShortModel:
     """Resolve and check everything the baselines need, before any training starts."""
-    from longzoo.train.longdocs import chunk_spans
+    from longzoo.models.stride import chunk_spans
 
     name, folder = _baseline_folder(model_dir, base)
     config = model_config(folder)
@@ -254,7 +247,7 @@ def _pad_batch(tokenizer):
 
 def _sequence_examples(tokenizer, docs, targets, length: int) -> list[dict]:
     """Feature dicts (a list is a map-style dataset for the Trainer) of whole-sequence inputs."""
-    from longzoo.train.stride import with_special_tokens
+    from longzoo.models.stride import with_special_tokens
 
     wrap = with_special_tokens(tokenizer)
     ids = _encode(tokenizer, docs, length)
@@ -267,8 +260,8 @@ def _train_and_score(model, train_set, eval_set, collate, multi, lr, options, sc
     import torch
     from transformers import PrinterCallback, TrainingArguments
 
-    from longzoo.train.callbacks import StepsCallback
-    from longzoo.train.trainer import LongzooTrainer
+    from longzoo.training.callbacks import StepsCallback
+    from longzoo.training.trainer import LongzooTrainer
 
     batches = math.ceil(len(train_set) / options.batch_size)
     total_steps = max(1, math.ceil(batches / options.grad_accum * options.epochs))
@@ -317,7 +310,7 @@ def _train_and_score(model, train_set, eval_set, collate, multi, lr, options, sc
 def _train_long(model_dir, tokenizer, task: _Task, max_len, options, scratch, steps):
     from transformers import set_seed
 
-    from longzoo.zoo.loaders import load
+    from longzoo.models.loading import load
 
     set_seed(options.seed)
     with quiet_transformers():  # the new classification head is expected
@@ -362,7 +355,7 @@ def _train_stride(short: _ShortModel, task: _Task, max_len, options, scratch, st
     import torch
     from transformers import AutoModel, set_seed
 
-    from longzoo.train.stride import ChunkStrideClassifier, chunk_document
+    from longzoo.models.stride import ChunkStrideClassifier, chunk_document
 
     tokenizer = short.tokenizer
 

@@ -1,0 +1,1 @@
+"""Corpora, labelled documents, whole-word masking and packing into training blocks."""

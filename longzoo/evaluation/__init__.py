@@ -1,0 +1,1 @@
+"""Masked-LM evaluation (loss, bits per token and character) and classification metrics."""

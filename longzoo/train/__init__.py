@@ -1,1 +1,0 @@
-"""Continued pretraining, masking and evaluation (issue: pretraining). Not built yet."""

@@ -1,0 +1,1 @@
+"""Continued MLM pretraining and long-document fine-tuning on transformers' Trainer."""
