@@ -1,0 +1,247 @@
+"""``longzoo pretrain``, ``finetune``, ``eval`` and ``mask``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from longzoo.choices import Attention, Baseline, GlobalAttention, Task, Wwm
+from longzoo.cli._app import (
+    AttentionOption,
+    ForceOption,
+    GradAccumOption,
+    LrOption,
+    SeedOption,
+    WwmOption,
+    app,
+    no_library_bars,
+    out,
+    print_eval_change,
+    steps_log,
+)
+
+
+@app.command(
+    epilog="Example: longzoo pretrain roberta-zh-4096 --corpus peoples-daily-1998 --out roberta-zh-4096-pre --max-steps 3000 --bf16"
+)
+def pretrain(
+    model_dir: Annotated[Path, typer.Argument(help="A converted Longformer folder.")],
+    corpus: Annotated[
+        list[str], typer.Option("--corpus", help="Text file, .jsonl, folder or Hub dataset; repeatable.")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (checkpoints and cache live inside).")],
+    seq_len: Annotated[
+        Optional[int], typer.Option("--seq-len", help="Tokens per sequence; default: the model's length.")
+    ] = None,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Optimizer steps.")] = 1000,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per device per micro-batch.")] = 1,
+    grad_accum: GradAccumOption = 8,
+    lr: LrOption = 3e-5,
+    warmup: Annotated[Optional[int], typer.Option("--warmup", help="Warmup steps; default min(500, steps/10).")] = None,
+    wwm: WwmOption = Wwm.auto,
+    mlm_prob: Annotated[float, typer.Option("--mlm-prob", help="Share of tokens to predict.")] = 0.15,
+    eval_corpus: Annotated[
+        Optional[list[str]], typer.Option("--eval-corpus", help="Held-out text, evaluated before and after.")
+    ] = None,
+    bf16: Annotated[bool, typer.Option("--bf16", metavar="", help="bfloat16 mixed precision.")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", metavar="", help="float16 mixed precision.")] = False,
+    gradient_checkpointing: Annotated[
+        bool, typer.Option("--gradient-checkpointing", metavar="", help="Recompute activations to save memory.")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", metavar="", help="Continue from the newest complete checkpoint.")
+    ] = False,
+    force: ForceOption = False,
+    seed: SeedOption = 42,
+    global_attention: Annotated[
+        GlobalAttention, typer.Option("--global-attention", help="Train with global attention on [CLS] / <s>.")
+    ] = GlobalAttention.none,
+    save_steps: Annotated[Optional[int], typer.Option("--save-steps", help="Checkpoint every N steps.")] = None,
+    logging_steps: Annotated[Optional[int], typer.Option("--logging-steps", help="Log every N steps.")] = None,
+    attention: AttentionOption = Attention.fast,
+) -> None:
+    """Continue MLM pretraining on long documents (Trainer; works under torchrun / accelerate)."""
+    from longzoo.progress import Steps
+    from longzoo.training.pretrain import PretrainOptions
+    from longzoo.training.pretrain import pretrain as run_pretrain
+
+    no_library_bars()
+
+    options = PretrainOptions(
+        seq_len=seq_len,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lr=lr,
+        warmup=warmup,
+        wwm=wwm.value,
+        mlm_prob=mlm_prob,
+        bf16=bf16,
+        fp16=fp16,
+        gradient_checkpointing=gradient_checkpointing,
+        seed=seed,
+        global_attention=global_attention.value,
+        save_steps=save_steps,
+        logging_steps=logging_steps,
+        attention=attention.value,
+    )
+    result = run_pretrain(
+        model_dir,
+        corpus,
+        out_dir,
+        eval_corpora=eval_corpus,
+        resume=resume,
+        force=force,
+        options=options,
+        steps=Steps(None, log=steps_log),
+    )
+    if result.manifest:
+        loss = "not logged" if result.train_loss is None else f"{result.train_loss:.4f}"
+        out.print(f"trained {result.steps} steps, mean train loss {loss}")
+        print_eval_change(result.eval_before, result.eval_after)
+        out.print(f"wrote {result.out}")
+
+
+@app.command(
+    epilog="Example: longzoo finetune roberta-zh-4096-pre --train train.jsonl --eval eval.jsonl --out clf --baseline truncate --base hfl/chinese-roberta-wwm-ext"
+)
+def finetune(
+    model_dir: Annotated[Path, typer.Argument(help="A converted (or pretrained) Longformer folder.")],
+    train: Annotated[Path, typer.Option("--train", help="Training documents: .jsonl or .csv.")],
+    eval_file: Annotated[Path, typer.Option("--eval", help="Evaluation documents: .jsonl or .csv.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder for the fine-tuned long model.")],
+    task: Annotated[Task, typer.Option("--task", help="What to fine-tune for.")] = Task.classification,
+    text_field: Annotated[str, typer.Option("--text-field", help="Field (column) holding the text.")] = "text",
+    label_field: Annotated[
+        str, typer.Option("--label-field", help="Field holding the label, or a list of labels.")
+    ] = "label",
+    multi_label: Annotated[
+        bool, typer.Option("--multi-label", metavar="", help="Several labels per document (CSV cells split on '|').")
+    ] = False,
+    max_len: Annotated[
+        Optional[int], typer.Option("--max-len", help="Tokens the long model reads; default: its length.")
+    ] = None,
+    epochs: Annotated[float, typer.Option("--epochs", help="Passes over the training file.")] = 3.0,
+    lr: LrOption = 3e-5,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Documents per micro-batch.")] = 4,
+    grad_accum: GradAccumOption = 1,
+    baseline: Annotated[
+        Optional[list[Baseline]], typer.Option("--baseline", help="Short-model baseline; repeatable, trained alike.")
+    ] = None,
+    base: Annotated[
+        Optional[str], typer.Option("--base", help="Short model of the baselines; default: the recorded base.")
+    ] = None,
+    chunk_len: Annotated[
+        Optional[int], typer.Option("--chunk-len", help="stride: tokens per chunk; default: the short length.")
+    ] = None,
+    chunk_overlap: Annotated[
+        Optional[int], typer.Option("--chunk-overlap", help="stride: tokens shared by neighbours; default: ¼.")
+    ] = None,
+    max_chunks: Annotated[
+        Optional[int], typer.Option("--max-chunks", help="stride: chunks per document; default: cover --max-len.")
+    ] = None,
+    baseline_lr: Annotated[Optional[float], typer.Option("--baseline-lr", help="Default: --lr.")] = None,
+    seed: SeedOption = 42,
+    attention: AttentionOption = Attention.fast,
+    force: ForceOption = False,
+) -> None:
+    """Fine-tune for long-document classification, with truncate / stride baselines in one table."""
+    from longzoo.progress import Steps
+    from longzoo.training.finetune import FinetuneOptions
+    from longzoo.training.finetune import finetune as run_finetune
+
+    no_library_bars()
+    options = FinetuneOptions(
+        task=task.value,
+        text_field=text_field,
+        label_field=label_field,
+        multi_label=multi_label,
+        max_len=max_len,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        seed=seed,
+        baselines=tuple(b.value for b in baseline or ()),
+        chunk_len=chunk_len,
+        chunk_overlap=chunk_overlap,
+        max_chunks=max_chunks,
+        baseline_lr=baseline_lr,
+        attention=attention.value,
+    )
+    result = run_finetune(
+        model_dir, train, eval_file, out_dir, options=options, base=base, force=force, steps=Steps(None, log=steps_log)
+    )
+    out.print("| model | tokens | accuracy | macro F1 | micro F1 |", highlight=False)
+    out.print("|---|---|---|---|---|", highlight=False)
+    for system, metrics in result.results.items():
+        out.print(
+            f"| {system} | {metrics['tokens']} | {metrics['accuracy']:.4f} | {metrics['macro_f1']:.4f} "
+            f"| {metrics['micro_f1']:.4f} |",
+            highlight=False,
+        )
+    out.print(f"wrote {result.out}")
+
+
+@app.command("eval", epilog="Example: longzoo eval roberta-zh-4096-pre --corpus held-out.txt")
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="Any MLM folder: a short base, a conversion, a pretrained model.")],
+    corpus: Annotated[list[str], typer.Option("--corpus", help="Held-out text; repeatable.")],
+    seq_len: Annotated[Optional[int], typer.Option("--seq-len", help="Window; default: the model's length.")] = None,
+    wwm: WwmOption = Wwm.auto,
+    attention: AttentionOption = Attention.fast,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object.")] = False,
+) -> None:
+    """Masked-LM loss, bits per token and per character, and accuracy on held-out text."""
+    import json
+
+    from longzoo.evaluation.mlm import evaluate as run_evaluate
+    from longzoo.evaluation.mlm import record_evaluation
+
+    no_library_bars()
+
+    metrics = run_evaluate(model_dir, corpus, seq_len=seq_len, wwm=wwm.value, attention=attention.value)
+    recorded = record_evaluation(model_dir, corpus, metrics)
+    if as_json:
+        print(json.dumps(metrics, ensure_ascii=False))
+        return
+    out.print(
+        f"loss {metrics['loss']:.4f}  bits/token {metrics['bpc']:.4f}  bits/char {metrics['bits_per_char']:.4f}  "
+        f"MLM accuracy {metrics['mlm_accuracy']:.4f}  ({metrics['predicted']:,} predicted of {metrics['tokens']:,} tokens, "
+        f"{metrics['characters']:,} characters, window {metrics['window']}, masking {metrics['wwm']})",
+        highlight=False,
+    )
+    if recorded:
+        out.print(f"recorded in {model_dir / 'longzoo.json'} and the card")
+
+
+@app.command(epilog="Example: longzoo mask roberta-zh-4096 --text 我爱北京天安门")
+def mask(
+    model_dir: Annotated[Path, typer.Argument(help="Folder whose tokenizer to use.")],
+    text: Annotated[str, typer.Option("--text", help="Text to mask.")],
+    wwm: WwmOption = Wwm.auto,
+    seed: SeedOption = 0,
+    mlm_prob: Annotated[float, typer.Option("--mlm-prob", help="Share of tokens to select.")] = 0.15,
+    as_json: Annotated[
+        bool, typer.Option("--json", metavar="", help='Print {"tokens": [...], "masked": [0/1, ...]}.')
+    ] = False,
+) -> None:
+    """Show which tokens the masking selects for prediction."""
+    import json
+
+    from longzoo.data.masking import show_mask
+
+    tokens, selected, mode = show_mask(model_dir, text, wwm=wwm.value, seed=seed, mlm_prob=mlm_prob)
+    if as_json:
+        print(json.dumps({"tokens": tokens, "masked": [int(s) for s in selected]}, ensure_ascii=False))
+        return
+    from rich.text import Text
+
+    shown = Text()
+    for token, chosen in zip(tokens, selected, strict=True):
+        shown.append(token, style="bold reverse" if chosen else "")
+        shown.append(" ")
+    out.print(shown)
+    out.print(f"{sum(selected)} of {len(tokens)} tokens selected (segmenter: {mode})")
