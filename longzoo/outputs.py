@@ -95,6 +95,7 @@ def output_lock(out: Path) -> Iterator[None]:
     path = out.parent / f".{out.name}.longzoo-lock"
     while True:
         try:
+            out.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~current_umask())
         except OSError as exc:
             raise LongzooError(f"{out}: cannot write here ({exc.strerror or exc})") from None

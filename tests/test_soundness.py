@@ -678,3 +678,10 @@ def test_a_language_given_as_one_string_is_one_code(converted, tmp_path):
     manifest["card"] = {"language": "zh", "license": "mit"}
     (folder / "longzoo.json").write_text(json.dumps(manifest))
     assert render_card(folder).metadata["language"] == ["zh"]
+
+
+def test_pretraining_into_a_folder_whose_parents_do_not_exist_yet(converted, corpus, tmp_path):
+    out = tmp_path / "runs" / "zh" / "pre"
+    result = pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, options=options(max_steps=1))
+    assert result.steps == 1 and (out / "model.safetensors").is_file()
+    assert [p.name for p in out.parent.iterdir()] == ["pre"]  # no lock file or staging left beside it
