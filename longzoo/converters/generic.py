@@ -36,6 +36,7 @@ from longzoo.manifest import read_manifest, record_step
 from longzoo.numbers import require_int
 from longzoo.outputs import check_output, staged_output
 from longzoo.progress import Steps
+from longzoo.weights import first_non_finite
 
 DEFAULT_WINDOW = 512
 # Beyond 2**20 positions the table alone outgrows most machines and no run would finish.
@@ -486,12 +487,10 @@ def _check_table_fits(options: ConvertOptions, layout: PositionLayout, config: d
 
 def _check_finite_output(state: dict, dtype: str) -> None:
     """Never write NaN or inf, --no-verify or not; the base was finite, so the cast overflowed."""
-    import torch
-
-    for key, tensor in state.items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            hint = "; convert with --dtype bfloat16 or float32" if dtype != "float32" else ""
-            raise LongzooError(f"converted weight {key} overflows {dtype} (NaN or infinite after the cast){hint}")
+    key = first_non_finite(state.items())
+    if key is not None:
+        hint = "; convert with --dtype bfloat16 or float32" if dtype != "float32" else ""
+        raise LongzooError(f"converted weight {key} overflows {dtype} (NaN or infinite after the cast){hint}")
 
 
 def _longformer_config(base_config: dict, tokenizer, layout: PositionLayout, options: ConvertOptions, mlm: bool):

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from longzoo.errors import LongzooError
+from longzoo.weights import first_non_finite
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -269,12 +270,12 @@ def _check_finite(file: Path, part: dict) -> None:
     """NaN or inf in a base weight would be copied into the long model without a trace."""
     import torch
 
-    for key, tensor in part.items():
-        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise LongzooError(
-                f"{file}: weight {key!r} holds NaN or infinite values; the checkpoint is damaged, "
-                "re-download it or re-export it from a sound copy"
-            )
+    key = first_non_finite((k, t) for k, t in part.items() if isinstance(t, torch.Tensor))
+    if key is not None:
+        raise LongzooError(
+            f"{file}: weight {key!r} holds NaN or infinite values; the checkpoint is damaged, "
+            "re-download it or re-export it from a sound copy"
+        )
 
 
 def sha256_files(files: list[Path]) -> dict[str, str]:
