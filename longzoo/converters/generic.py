@@ -31,6 +31,7 @@ from longzoo.converters.source import (
     sha256_files,
     weight_files,
 )
+from longzoo.converters.tokenizers import load_checked_tokenizer
 from longzoo.errors import LongzooError
 from longzoo.manifest import read_manifest, record_step
 from longzoo.numbers import require_int
@@ -53,16 +54,6 @@ _SIZES = (
     "type_vocab_size",
     "max_position_embeddings",
 )
-# Tokenizer files that are JSON objects; tokenizer.json is checked by tokenizers itself.
-# Real-valued fields and the ranges a working model has them in.
-_FLOATS = (
-    ("layer_norm_eps", 1e-30, 1.0),
-    ("initializer_range", 0.0, 10.0),
-    ("hidden_dropout_prob", 0.0, 1.0),
-    ("attention_probs_dropout_prob", 0.0, 1.0),
-)
-_TOKENIZER_JSON = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
-_RESTORE = "restore it from the model the base was made from"
 
 # Copied verbatim from the base config when present; Longformer's defaults otherwise.
 _CARRIED = (
@@ -271,7 +262,7 @@ def _inspect_base(folder: Path) -> tuple[dict, Adapter, object, PositionLayout]:
         raise LongzooError(f"{path}: {exc}") from None
     _check_config(config, path)
     _check_compatible(config, adapter, path)
-    tokenizer = _load_tokenizer(folder, _carried(config, "vocab_size"))
+    tokenizer = load_checked_tokenizer(folder, _carried(config, "vocab_size"))
     return config, adapter, tokenizer, _position_layout(config, tokenizer, adapter, path)
 
 
@@ -313,6 +304,15 @@ def _carried(config: dict, key: str):
     return config[key] if key in config else getattr(_longformer_defaults(), key)
 
 
+# Real-valued fields and the ranges a working model has them in.
+_FLOATS = (
+    ("layer_norm_eps", 1e-30, 1.0),
+    ("initializer_range", 0.0, 10.0),
+    ("hidden_dropout_prob", 0.0, 1.0),
+    ("attention_probs_dropout_prob", 0.0, 1.0),
+)
+
+
 def _check_config(config: dict, path: Path) -> None:
     """Sizes must be positive whole numbers that fit together; other fields go to transformers."""
 
@@ -344,74 +344,6 @@ def _check_config(config: dict, path: Path) -> None:
         AutoConfig.from_pretrained(path.parent)
     except (StrictDataclassError, ValueError, TypeError, KeyError) as exc:
         raise bad(one_line(exc)) from None
-
-
-def _load_tokenizer(folder: Path, vocab_size: int):
-    from transformers import AutoTokenizer
-
-    _check_tokenizer_files(folder)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    except Exception as exc:  # noqa: BLE001 - transformers raises many types for bad files
-        raise LongzooError(f"{folder}: cannot load the base tokenizer ({one_line(exc)})") from None
-    _check_vocabulary_files(tokenizer, folder)
-    _check_ids_fit(tokenizer, folder, vocab_size)
-    return tokenizer
-
-
-def _check_tokenizer_files(folder: Path) -> None:
-    """Name the broken file: transformers' errors for a bad tokenizer file do not."""
-    for name in _TOKENIZER_JSON:
-        path = folder / name
-        if not path.is_file():
-            continue
-        try:
-            is_object = isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
-        except (OSError, ValueError) as exc:
-            raise LongzooError(f"{path}: not valid JSON ({one_line(exc)}); {_RESTORE}") from None
-        if not is_object:
-            raise LongzooError(f"{path}: not a JSON object; {_RESTORE}")
-    path = folder / "tokenizer.json"
-    if path.is_file():
-        from tokenizers import Tokenizer
-
-        try:
-            Tokenizer.from_file(str(path))
-        except Exception as exc:  # noqa: BLE001 - tokenizers raises a bare Exception for any bad file
-            raise LongzooError(f"{path}: not a tokenizers file ({one_line(exc)}); {_RESTORE}") from None
-
-
-def _check_vocabulary_files(tokenizer, folder: Path) -> None:
-    """Without vocabulary files transformers builds a specials-only tokenizer, silently.
-
-    Every word would then be unknown, and the parity check would compare that tokenizer
-    with itself.
-    """
-    names = dict(getattr(type(tokenizer), "vocab_files_names", {}))
-    single = names.pop("tokenizer_file", None)
-    if (single and (folder / single).is_file()) or (names and all((folder / n).is_file() for n in names.values())):
-        return
-    wanted = " or ".join(filter(None, [single, " + ".join(names.values())]))
-    raise LongzooError(
-        f"{folder}: no tokenizer files ({wanted}), so every word would become {tokenizer.unk_token}; "
-        "copy the tokenizer files of the model it was trained from into this folder"
-    )
-
-
-def _check_ids_fit(tokenizer, folder: Path, vocab_size: int) -> None:
-    """Every id the tokenizer produces needs a row in the word embeddings, and it must know words."""
-    if len(set(tokenizer.get_vocab().values()) - set(tokenizer.all_special_ids)) == 0:
-        raise LongzooError(
-            f"{folder}: the tokenizer holds only special tokens (its vocabulary file was not read), so every "
-            "word would become unknown; save the base's tokenizer again with save_pretrained"
-        )
-    top = max([*tokenizer.get_vocab().values(), *tokenizer.all_special_ids], default=-1)
-    if top >= vocab_size or len(tokenizer) > vocab_size:
-        raise LongzooError(
-            f"{folder}: the tokenizer has ids up to {top} ({len(tokenizer)} tokens) but config.json has vocab_size "
-            f"{vocab_size}; it is not this model's tokenizer, or its added tokens have no embeddings "
-            "(resize them and re-save)"
-        )
 
 
 def _position_layout(config: dict, tokenizer, adapter: Adapter, path: Path) -> PositionLayout:

@@ -24,7 +24,6 @@ TOKENIZER_FILES = (
     "sentencepiece.bpe.model",
     "spiece.model",
 )
-_TOKENIZER_MODELS = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model")
 _SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 _PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -62,31 +61,9 @@ def longformer_config(model_dir: Path):
 
 def load_tokenizer(folder: Path, config=None):
     """The folder's own tokenizer, checked against the model's vocabulary when ``config`` is given."""
-    from transformers import AutoTokenizer
+    from longzoo.converters.tokenizers import load_checked_tokenizer
 
-    folder = Path(folder)
-    if not any((folder / name).is_file() for name in _TOKENIZER_MODELS):
-        raise LongzooError(
-            f"{folder}: no tokenizer files (tokenizer.json or a vocabulary); copy the tokenizer of the model "
-            "these weights came from into the folder (tokenizer.save_pretrained)"
-        )
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    except Exception as exc:  # noqa: BLE001 - tokenizers raises plain Exceptions for broken files
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise LongzooError(f"{folder}: the tokenizer files cannot be loaded ({message})") from None
-    if len(set(tokenizer.get_vocab().values()) - set(tokenizer.all_special_ids)) == 0:
-        raise LongzooError(
-            f"{folder}: the tokenizer holds only special tokens, so every word would be unknown; "
-            "save the tokenizer the weights were trained with into the folder"
-        )
-    vocab_size = getattr(config, "vocab_size", None)
-    if vocab_size is not None and len(tokenizer) > vocab_size:
-        raise LongzooError(
-            f"{folder}: the tokenizer has {len(tokenizer)} tokens but the model only {vocab_size} embeddings; "
-            "this tokenizer does not belong to these weights"
-        )
-    return tokenizer
+    return load_checked_tokenizer(Path(folder), getattr(config, "vocab_size", None))
 
 
 def copy_tokenizer(source: Path, target: Path) -> None:

@@ -383,8 +383,8 @@ def _check_output(out: Path, model_dir: Path, resume: bool, force: bool) -> None
     """What ``out`` must be for this run: never the input or around it; resumable; replaceable."""
     if out.exists() and not out.is_dir():
         raise LongzooError(f"{out}: exists and is not a folder")
-    refuse_inputs(out, [model_dir])
     if resume:
+        refuse_inputs(out, [model_dir])
         if not (out / CHECKPOINTS).is_dir():
             raise LongzooError(f"{out}: nothing to resume (no {CHECKPOINTS}/ folder)")
     elif out.is_dir() and any(out.iterdir()) and not force:
