@@ -10,6 +10,7 @@ from longzoo.cards.render import render_card
 from longzoo.errors import LongzooError
 from longzoo.manifest import MANIFEST, read_manifest, record_step
 from longzoo.progress import Steps
+from longzoo.records import PushRecord
 from longzoo.weights import require_finite_files
 
 # Training leftovers and caches never belong in a published model.  Patterns are
@@ -63,10 +64,11 @@ def check_publishable(folder: Path, force: bool) -> None:
         return
     if not (folder / MANIFEST).is_file():
         raise LongzooError(f"{folder}: no longzoo.json, so no proof of a correct conversion (--force to push anyway)")
-    parity = (read_manifest(folder).get("convert") or {}).get("parity")
+    record = read_manifest(folder).convert
+    parity = record.parity if record else None
     if parity is None:
         raise LongzooError(f"{folder}: the conversion was not verified (--no-verify); --force to push anyway")
-    if not parity.get("passed"):
+    if not parity.passed:
         raise LongzooError(f"{folder}: the conversion failed its parity check; --force to push anyway")
 
 
@@ -139,9 +141,7 @@ def push(
             retries,
             backoff,
         )
-    record_step(
-        folder, "push", {"repo_id": repo_id, "revision": revision, "commit": commit.oid, "pr_url": commit.pr_url}
-    )
+    record_step(folder, "push", PushRecord(repo_id=repo_id, revision=revision, commit=commit.oid, pr_url=commit.pr_url))
     return PushResult(repo_url, files, commit.commit_url, commit.pr_url)
 
 

@@ -1,7 +1,8 @@
 """``longzoo.json``: the one record of how a model folder was made.
 
-Each step (convert, pretrain, eval, finetune) adds its own section and a line to
-``history``; the model card is rendered from this file and nothing else.
+Read and written as the typed :class:`~longzoo.records.Manifest`; each step adds its
+own record and a line to ``history``, and the model card is rendered from this file and
+nothing else.  Folders written before the typed records (format 1) are migrated when read.
 """
 
 from __future__ import annotations
@@ -14,62 +15,80 @@ from pathlib import Path, PureWindowsPath
 
 from longzoo.errors import LongzooError
 from longzoo.outputs import MANIFEST, write_text_atomic
+from longzoo.records import FORMAT, Evaluation, HistoryEntry, Manifest, Record
 
-FORMAT = 1
+# Steps that replace the weights: evaluations of the old weights no longer describe the folder.
+_CHANGES_WEIGHTS = ("pretrain", "finetune")
 
 
-def read_manifest(folder: str | Path) -> dict:
+def read_manifest(folder: str | Path) -> Manifest:
     """The manifest of ``folder``; an empty one if the folder has none yet."""
+    from pydantic import ValidationError
+
     path = Path(folder) / MANIFEST
     if not path.is_file():
-        return {"format": FORMAT, "history": []}
+        return Manifest()
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, RecursionError) as exc:
         raise LongzooError(f"{path}: not valid JSON ({str(exc)[:200]})") from None
-    if not isinstance(manifest, dict):
+    if not isinstance(raw, dict):
         raise LongzooError(f"{path}: not a longzoo manifest")
-    manifest.setdefault("history", [])
-    _check_shape(manifest, path)
-    return manifest
-
-
-_SECTIONS = ("convert", "pretrain", "finetune", "eval", "card")
-
-
-def _check_shape(manifest: dict, path: Path) -> None:
-    """The sections longzoo reads are objects and the history a list of them (a hand edit can break either)."""
-    history = manifest["history"]
-    bad = [name for name in _SECTIONS if manifest.get(name) is not None and not isinstance(manifest[name], dict)]
-    if not isinstance(history, list) or not all(isinstance(entry, dict) for entry in history):
-        bad.append("history")
-    if bad:
+    raw = without_local_paths(raw)  # an older longzoo stored local bases by their path
+    bad = _non_finite_field(raw)
+    if bad is not None:
+        raise LongzooError(f"{path}: {bad} is not a finite number; restore the file or run the step again")
+    try:
+        return Manifest.model_validate(migrate(raw, path))
+    except ValidationError as exc:
         raise LongzooError(
-            f"{path}: a record is missing or malformed ({', '.join(bad)}); restore the file or run the step again"
-        )
+            f"{path}: a record is missing or malformed ({_first_problem(exc)}); restore the file or run the step again"
+        ) from None
 
 
-def record_step(folder: str | Path, step: str, record: dict) -> dict:
-    """Store ``record`` as section ``step`` of the manifest and log it in ``history``."""
-    manifest = read_manifest(folder)
-    manifest["format"] = FORMAT
-    manifest[step] = record
-    manifest["history"].append(history_entry(step))
+def _first_problem(exc) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "the file"
+    return f"{where}: {error['msg'].lower()}"
+
+
+def record_step(folder: str | Path, step: str, record: Record | None) -> Manifest:
+    """Store ``record`` as the ``step`` record of ``folder``'s manifest and log it in ``history``."""
+    manifest = add_step(read_manifest(folder), step, record)
     write_manifest(folder, manifest)
     return manifest
 
 
-def history_entry(step: str) -> dict:
+def add_step(manifest: Manifest, step: str, record: Record | None) -> Manifest:
+    """``manifest`` with ``record`` as its ``step`` record and a ``history`` line for it."""
+    setattr(manifest, step, record)
+    if step in _CHANGES_WEIGHTS:
+        manifest.evaluations = []
+    manifest.history.append(history_entry(step))
+    return manifest
+
+
+def add_evaluation(manifest: Manifest, evaluation: Evaluation) -> Manifest:
+    """Add a `longzoo eval` result; a newer score of the same corpus and window replaces the older."""
+    key = (evaluation.corpus, evaluation.window)
+    manifest.evaluations = [e for e in manifest.evaluations if (e.corpus, e.window) != key] + [evaluation]
+    manifest.history.append(history_entry("eval"))
+    return manifest
+
+
+def history_entry(step: str) -> HistoryEntry:
     """One ``history`` line: the step and when it finished (UTC)."""
-    return {"step": step, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return HistoryEntry(step=step, at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
-def write_manifest(folder: str | Path, manifest: dict) -> None:
+def write_manifest(folder: str | Path, manifest: Manifest) -> None:
     """Write atomically: a reader never sees half a manifest, nor a NaN passed off as a number."""
-    bad = _non_finite_field(manifest)
+    manifest.format = FORMAT
+    data = manifest.model_dump(mode="json", exclude_none=False)
+    bad = _non_finite_field(manifest.model_dump())
     if bad is not None:
         raise LongzooError(f"{Path(folder) / MANIFEST}: {bad} is not a finite number; nothing was recorded")
-    text = json.dumps(without_local_paths(manifest), indent=2, ensure_ascii=False)
+    text = json.dumps(without_local_paths(data), indent=2, ensure_ascii=False)
     write_text_atomic(Path(folder) / MANIFEST, text + "\n")
 
 
@@ -92,12 +111,93 @@ def without_local_paths(value):
 
 
 def _non_finite_field(value, path: str = "") -> str | None:
-    """The dotted path of the first NaN or infinity in ``value`` (nested dicts and lists)."""
+    """The dotted path of the first NaN or infinity in ``value`` (nested dicts, lists and tuples)."""
     if isinstance(value, float) and not math.isfinite(value):
         return path or "a value"
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
     for key, item in items:
         found = _non_finite_field(item, f"{path}.{key}" if path else str(key))
         if found:
             return found
     return None
+
+
+# ----------------------------------------------------------------------------- format 1
+def migrate(raw: dict, path: Path) -> dict:
+    """A manifest of any earlier format, as the current format's fields.
+
+    Format 1 (longzoo before the typed records) differs in four places: one ``eval``
+    section instead of a list of ``evaluations``; a stored ``parity.passed`` instead of
+    a derived one; the masking unit and hyperparameters as display strings.
+    """
+    version = raw.get("format", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise LongzooError(f"{path}: format {version!r} is not a longzoo manifest format")
+    if version > FORMAT:
+        raise LongzooError(f"{path}: written by a newer longzoo (format {version}); upgrade longzoo to read it")
+    if version == FORMAT:
+        return raw
+    raw = dict(raw, format=FORMAT)
+    previous = raw.pop("eval", None)
+    raw.setdefault("evaluations", [previous] if isinstance(previous, dict) else [])
+    if isinstance(raw.get("convert"), dict):
+        raw["convert"] = _migrate_convert(dict(raw["convert"]))
+    if isinstance(raw.get("pretrain"), dict):
+        raw["pretrain"] = _migrate_pretrain(dict(raw["pretrain"]))
+    return raw
+
+
+def _migrate_convert(record: dict) -> dict:
+    parity = record.get("parity")  # its stored "passed" is dropped on reading: derived now
+    if isinstance(parity, dict):
+        run = parity.get("full_length")
+        if isinstance(run, dict) and "requested" not in run:
+            record["parity"] = {**parity, "full_length": {**run, "requested": record.get("max_positions")}}
+    return record
+
+
+_WWM_WORDING = {"whole words (jieba)": "jieba", "whole words (tokenizer words)": "tokenizer", "tokens": "none"}
+
+
+def _migrate_pretrain(record: dict) -> dict:
+    record.pop("global_projections", None)  # derived from global_attention now
+    wwm = record.get("wwm")
+    if isinstance(wwm, str) and wwm not in _WWM_WORDING.values():
+        record["wwm"] = _WWM_WORDING.get(wwm) or (
+            "jieba" if "jieba" in wwm else "tokenizer" if "word" in wwm else "none"
+        )
+    shown = record.get("hyperparameters")
+    if isinstance(shown, dict) and "learning_rate" not in shown:
+        record["hyperparameters"] = _hyperparameters_from_v1(record, shown)
+        if record["hyperparameters"] is None:  # not derivable: keep the wording rather than lose it
+            record["hyperparameters_as_shown"] = shown
+    return record
+
+
+def _hyperparameters_from_v1(record: dict, shown: dict) -> dict | None:
+    """Format 1 showed the run's options as sentences; the options themselves hold the numbers."""
+    options = record.get("options") or {}
+    warmup = re.search(r"(\d+) warmup", str(shown.get("schedule", "")))
+    needed = ("lr", "batch_size", "grad_accum", "weight_decay", "adam_epsilon", "max_grad_norm", "mlm_prob", "seed")
+    if warmup is None or any(options.get(name) is None for name in needed) or "seq_len" not in record:
+        return None
+    world = record.get("world_size", 1)
+    return {
+        "learning_rate": options["lr"],
+        "warmup_steps": int(warmup.group(1)),
+        "batch_size": options["batch_size"],
+        "grad_accum": options["grad_accum"],
+        "world_size": world,
+        "tokens_per_step": options["batch_size"] * options["grad_accum"] * world * record["seq_len"],
+        "weight_decay": options["weight_decay"],
+        "adam_epsilon": options["adam_epsilon"],
+        "max_grad_norm": options["max_grad_norm"],
+        "precision": "bf16" if options.get("bf16") else "fp16" if options.get("fp16") else "fp32",
+        "mlm_probability": options["mlm_prob"],
+        "seed": options["seed"],
+    }

@@ -18,6 +18,7 @@ from longzoo.cli import app
 from longzoo.converters import convert
 from longzoo.errors import LongzooError
 from longzoo.manifest import read_manifest, write_manifest
+from longzoo.records import Manifest
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 VERSIONS = {"longzoo": "0.1.0", "torch": "2.13.0", "transformers": "5.23.0", "python": "3.11.7"}
@@ -31,14 +32,14 @@ def model_folder(converted, case_id: str, tmp_path: Path, name: str) -> Path:
 
 def pin_manifest(folder: Path, base: dict, **sections) -> None:
     """Replace run-dependent values so that renderings compare byte for byte."""
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder).model_dump()
     manifest.pop("card", None)
     convert_record = manifest["convert"]
     convert_record["versions"] = VERSIONS
     convert_record["base"].update(base)
     convert_record["parity"].update(max_abs_diff=2.5e-06, max_abs_diff_global=3.1e-06)
     manifest.update(sections)
-    write_manifest(folder, manifest)
+    write_manifest(folder, Manifest.model_validate(manifest))
 
 
 def check_snapshot(text: str, name: str) -> None:
@@ -59,9 +60,22 @@ PRETRAIN = {
     ],
     "steps": 3000,
     "seq_len": 4096,
-    "wwm": "jieba whole-word masking",
+    "wwm": "jieba",
     "new_lm_head": False,
-    "hyperparameters": {"learning rate": "3e-05", "batch (tokens/step)": "262,144", "warmup steps": 500},
+    "hyperparameters": {
+        "learning_rate": 3e-05,
+        "warmup_steps": 500,
+        "batch_size": 2,
+        "grad_accum": 32,
+        "world_size": 1,
+        "tokens_per_step": 262144,
+        "weight_decay": 0.01,
+        "adam_epsilon": 1e-06,
+        "max_grad_norm": 5.0,
+        "precision": "fp16",
+        "mlm_probability": 0.15,
+        "seed": 42,
+    },
     "eval": {
         "corpus": "People's Daily 1998-01 (held out)",
         "before": {"loss": 2.1, "bpc": 3.0297, "bits_per_char": 3.01, "mlm_accuracy": 0.58, "tokens": 120000},
@@ -125,9 +139,9 @@ def test_convert_writes_a_card_with_the_inherited_license(base_copy, tmp_path):
     assert result.card_problems == []
     meta = metadata_load(result.out / "README.md")
     assert meta["license"] == "mit" and meta["language"] == ["en"]
-    card = read_manifest(result.out)["card"]
-    assert card["sources"]["license"] == "base card"
-    assert result.manifest["convert"]["base"]["card"] == {
+    card = read_manifest(result.out).card
+    assert card.sources["license"] == "base card"
+    assert result.manifest.convert.base.card == {
         "license": "mit",
         "language": ["en"],
         "datasets": ["wikitext"],

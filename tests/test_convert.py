@@ -27,12 +27,12 @@ def test_every_adapter_has_a_case():
 @pytest.mark.parametrize("case_id", CASE_IDS)
 def test_parity_with_and_without_global_attention(converted, case_id):
     parity = converted[case_id].parity
-    assert parity["passed"]
-    assert parity["length"] == parity_length(WINDOW, 64) == 33
-    assert parity["max_abs_diff"] <= TOLERANCE
-    assert parity["max_abs_diff_global"] <= TOLERANCE
-    assert parity["loads_cleanly"] and parity["tokenizer_ids_equal"]
-    assert parity["full_length"] == {**parity["full_length"], "tokens": MAX_POS, "finite": True}
+    assert parity.passed
+    assert parity.length == parity_length(WINDOW, 64) == 33
+    assert parity.max_abs_diff <= TOLERANCE
+    assert parity.max_abs_diff_global <= TOLERANCE
+    assert parity.loads_cleanly and parity.tokenizer_ids_equal
+    assert parity.full_length.tokens == parity.full_length.requested == MAX_POS and parity.full_length.finite
 
 
 @pytest.mark.parametrize("case_id", CASE_IDS)
@@ -60,8 +60,8 @@ def test_key_accounting_is_complete(base_models, converted, case_id):
         }
     }.get(case_id, set())
     assert set(report.dropped) == expected_drops
-    manifest = read_manifest(result.out)["convert"]["keys"]
-    assert manifest["dropped"] == report.dropped and manifest["mapped"] == len(report.mapped)
+    manifest = read_manifest(result.out).convert.keys
+    assert manifest.dropped == report.dropped and manifest.mapped == len(report.mapped)
 
 
 @pytest.mark.parametrize("case_id", CASE_IDS)
@@ -123,11 +123,11 @@ def test_output_folder_is_stock_longformer(converted, case_id):
         "tokenizer_config.json",
     ]
     manifest = read_manifest(out)
-    assert [h["step"] for h in manifest["history"]] == ["convert", "card"]
-    record = manifest["convert"]
-    assert record["base"]["source"] == "local" and len(record["base"]["sha256"]["model.safetensors"]) == 64
-    assert record["options"]["max_pos"] == MAX_POS and record["parity"]["passed"]
-    assert {"torch", "transformers", "longzoo"} <= set(record["versions"])
+    assert [h.step for h in manifest.history] == ["convert", "card"]
+    record = manifest.convert
+    assert record.base.source == "local" and len(record.base.sha256["model.safetensors"]) == 64
+    assert record.options["max_pos"] == MAX_POS and record.parity.passed
+    assert {"torch", "transformers", "longzoo"} <= set(record.versions)
 
 
 def test_config_carries_family_specific_values(converted):
@@ -161,7 +161,7 @@ def test_interpolate_keeps_everything_but_positions(base_models, tmp_path):
     result = convert(
         str(base_models["roberta-mlm"]), MAX_POS, tmp_path / "o", attention_window=WINDOW, position_init="interpolate"
     )
-    assert result.parity["passed"] and "copy table" in result.parity["positions"]
+    assert result.parity.passed and "copy table" in result.parity.positions
     table = load_file(result.out / "model.safetensors")["longformer.embeddings.position_embeddings.weight"]
     base = load_file(base_models["roberta-mlm"] / "model.safetensors")["roberta.embeddings.position_embeddings.weight"]
     assert torch.allclose(table[2], base[2]) and torch.allclose(table[-1], base[65], atol=1e-6)
@@ -171,7 +171,7 @@ def test_interpolate_keeps_everything_but_positions(base_models, tmp_path):
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_half_precision_output(base_models, tmp_path, dtype):
     result = convert(str(base_models["bert-zh-mlm"]), MAX_POS, tmp_path / "o", attention_window=WINDOW, dtype=dtype)
-    assert result.parity["passed"]
+    assert result.parity.passed
     with safe_open(result.out / "model.safetensors", "pt") as fh:
         assert {str(fh.get_tensor(k).dtype) for k in fh.keys()} == {f"torch.{dtype}"}
 
@@ -185,7 +185,7 @@ def test_checkpoint_with_explicit_tied_decoder(base_copy, tmp_path):
     state["roberta.embeddings.position_ids"] = torch.arange(66)[None]
     save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
     result = convert(str(folder), MAX_POS, tmp_path / "o", attention_window=WINDOW)
-    assert result.parity["passed"]
+    assert result.parity.passed
     dropped = result.report.dropped
     assert dropped["lm_head.decoder.weight"].startswith("tied")
     assert dropped["lm_head.decoder.bias"].startswith("tied")
@@ -199,7 +199,7 @@ def test_sharded_checkpoint(base_models, tmp_path):
     AutoModelForMaskedLM.from_pretrained(base_models["bert-zh-mlm"]).save_pretrained(folder, max_shard_size="20KB")
     AutoTokenizer.from_pretrained(base_models["bert-zh-mlm"]).save_pretrained(folder)
     assert (folder / "model.safetensors.index.json").exists()
-    assert convert(str(folder), MAX_POS, tmp_path / "o", attention_window=WINDOW).parity["passed"]
+    assert convert(str(folder), MAX_POS, tmp_path / "o", attention_window=WINDOW).parity.passed
 
 
 def test_pickle_base_needs_allow_pickle(base_copy, tmp_path):
@@ -210,7 +210,7 @@ def test_pickle_base_needs_allow_pickle(base_copy, tmp_path):
         convert(str(folder), MAX_POS, tmp_path / "o", attention_window=WINDOW)
     assert not (tmp_path / "o").exists()
     result = convert(str(folder), MAX_POS, tmp_path / "o", attention_window=WINDOW, allow_pickle=True)
-    assert result.parity["passed"]
+    assert result.parity.passed
 
 
 def test_unknown_source_key_is_an_error(base_copy, tmp_path):
@@ -354,7 +354,7 @@ def test_sharded_hub_snapshot_still_converts(base_models, tmp_path, loopback_onl
     snapshot = next((tmp_path / "cache").glob("models--someone--sharded/snapshots/*"))
     assert (snapshot / "model.safetensors.index.json").is_file()
     assert all(p.is_symlink() for p in snapshot.glob("model-*.safetensors"))
-    assert result.parity["passed"] and result.manifest["convert"]["base"]["source"] == "hub"
+    assert result.parity.passed and result.manifest.convert.base.source == "hub"
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json")
@@ -485,7 +485,7 @@ def test_force_never_deletes_the_base(base_models, tmp_path):
 def test_odd_max_pos_gets_an_even_default_window(base_models, tmp_path):
     """The default window is min(512, --max-pos), rounded down to the even size windows need."""
     result = convert(str(base_models["bert-encoder"]), 101, tmp_path / "o")
-    assert result.manifest["convert"]["attention_window"] == 100 and result.parity["passed"]
+    assert result.manifest.convert.attention_window == 100 and result.parity.passed
 
 
 def test_max_pos_bound_is_checked_before_anything_is_read():

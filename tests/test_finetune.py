@@ -205,12 +205,12 @@ def test_finetune_end_to_end_with_both_baselines(converted, base_models, tmp_pat
     for metrics in result.results.values():
         assert 0 <= metrics["accuracy"] <= 1 and metrics["documents"] == 8
     manifest = read_manifest(tmp_path / "out")
-    record = manifest["finetune"]
-    assert record["labels"] == ["0", "1"] and not record["multi_label"]
-    assert record["baseline_model"] == "roberta-mlm"  # the folder's name, never its local path
-    assert record["train"]["documents"] == 16 and len(record["train"]["sha256"]) == 64
-    assert record["results"] == json.loads(json.dumps(result.results))
-    assert "finetune" in [h["step"] for h in manifest["history"]] and "convert" in manifest
+    record = manifest.finetune
+    assert record.labels == ["0", "1"] and not record.multi_label
+    assert record.baseline_model == "roberta-mlm"  # the folder's name, never its local path
+    assert record.train.documents == 16 and len(record.train.sha256) == 64
+    assert {k: v.model_dump(exclude_none=True) for k, v in record.results.items()} == result.results
+    assert "finetune" in [h.step for h in manifest.history] and manifest.convert is not None
     # a stock classifier, with its labels, that scores documents as recorded
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
     assert type(model).__name__ == "LongformerForSequenceClassification"
@@ -246,8 +246,8 @@ def test_finetune_multi_label_csv(converted, base_models, tmp_path):
         options=options,
         base=str(base_models["bert-zh-mlm"]),
     )
-    record = read_manifest(tmp_path / "m")["finetune"]
-    assert record["multi_label"] and record["labels"] == ["a", "o"]
+    record = read_manifest(tmp_path / "m").finetune
+    assert record.multi_label and record.labels == ["a", "o"]
     assert set(result.results) == {"long", "stride"}
     from transformers import AutoConfig
 

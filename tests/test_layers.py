@@ -8,7 +8,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "longzoo"
 # Lowest first; a module may import its own layer and the layers before it.
 LAYERS = [
-    ("errors", "numbers", "choices", "text", "outputs", "manifest", "progress", "quiet", "weights"),
+    ("errors", "numbers", "choices", "text", "outputs", "records", "manifest", "progress", "quiet", "weights"),
     ("cards",),
     ("converters",),
     ("models",),

@@ -97,10 +97,10 @@ def test_eval_cli_json_records_the_result_in_the_card(converted, zh_corpus, tmp_
     metrics = json.loads(result.stdout)
     assert {"loss", "bpc", "bits_per_char", "mlm_accuracy", "tokens"} <= set(metrics)
     assert metrics["bpc"] == pytest.approx(metrics["loss"] / math.log(2))
-    record = read_manifest(folder)["eval"]
-    assert record["corpus"] == "held.txt" and record["bpc"] == metrics["bpc"] and record["hub_dataset"] is None
+    (record,) = read_manifest(folder).evaluations
+    assert record.corpus == "held.txt" and record.bpc == metrics["bpc"] and record.hub_dataset is None
     card = (folder / "README.md").read_text(encoding="utf-8")
-    assert "this model (latest `longzoo eval`)" in card and f"{metrics['bpc']:.4f}" in card
+    assert "this model (`longzoo eval`)" in card and f"{metrics['bpc']:.4f}" in card
 
 
 def test_eval_refuses_encoder_only(converted, zh_corpus):
@@ -128,14 +128,14 @@ def test_pretrain_lowers_held_out_loss_and_writes_a_stock_model(converted, zh_co
     assert result.steps == 12
     assert result.eval_after["loss"] < result.eval_before["loss"]
     manifest = read_manifest(out)
-    record = manifest["pretrain"]
-    assert [h["step"] for h in manifest["history"]][-2:] == ["pretrain", "card"]
-    assert record["corpora"][0]["name"] == "train.txt" and record["corpora"][0]["documents"] == 6 * len(
+    record = manifest.pretrain
+    assert [h.step for h in manifest.history][-2:] == ["pretrain", "card"]
+    assert record.corpora[0].name == "train.txt" and record.corpora[0].documents == 6 * len(
         range(0, len(CHINESE), 90)
     )
-    assert record["eval"]["before"]["loss"] == result.eval_before["loss"]
-    assert record["wwm"] == "whole words (jieba)" and record["new_lm_head"] is False
-    assert record["loss_curve"]["train"] and record["loss_curve"]["eval"]
+    assert record.eval.before.loss == result.eval_before["loss"]
+    assert record.wwm == "jieba" and record.new_lm_head is False
+    assert record.loss_curve.train and record.loss_curve.eval
     assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
     readme = (out / "README.md").read_text(encoding="utf-8")
     assert "Continued pretraining" in readme and "loss.png" in readme and "12 at 64 tokens" in readme
@@ -152,7 +152,7 @@ def test_encoder_only_gets_a_tied_head(converted, zh_corpus, tmp_path):
 
     out = tmp_path / "pre"
     pretrain(converted["bert-encoder"].out, [str(zh_corpus / "train.txt")], out, options=options(max_steps=2))
-    assert read_manifest(out)["pretrain"]["new_lm_head"] is True
+    assert read_manifest(out).pretrain.new_lm_head is True
     model = AutoModelForMaskedLM.from_pretrained(out)
     assert model.lm_head.decoder.weight.data_ptr() == model.longformer.embeddings.word_embeddings.weight.data_ptr()
     assert "new, tied to the word embeddings" in (out / "README.md").read_text(encoding="utf-8")
@@ -169,7 +169,7 @@ def test_global_attention_cls_trains_global_projections(converted, zh_corpus, tm
     weights = load_file(out / "model.safetensors")
     layer = "longformer.encoder.layer.0.attention.self."
     assert not torch.equal(weights[layer + "query.weight"], weights[layer + "query_global.weight"])
-    assert result.manifest["pretrain"]["global_projections"] == "trained"
+    assert result.manifest.pretrain.global_projections == "trained"
 
 
 class _Crash(Exception):
@@ -197,7 +197,7 @@ def test_resume_after_a_kill_gives_the_same_weights(converted, zh_corpus, tmp_pa
     assert not (tmp_path / "killed" / "model.safetensors").exists()  # no final model from a dead run
 
     result = pretrain(model_dir, corpus, tmp_path / "killed", options=options(), resume=True)
-    assert result.steps == 8 and result.manifest["pretrain"]["resumed_from"] == 4
+    assert result.steps == 8 and result.manifest.pretrain.resumed_from == 4
     assert (checkpoints / "checkpoint-8.incomplete").is_dir()
     straight = load_file(tmp_path / "straight" / "model.safetensors")
     resumed = load_file(tmp_path / "killed" / "model.safetensors")
@@ -309,9 +309,9 @@ def test_two_process_ddp_ends_with_identical_weights(converted, zh_corpus, tmp_p
     ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2] and [r["step"] for r in ranks] == [3, 3]
     assert ranks[0]["digest"] == ranks[1]["digest"]
-    record = read_manifest(out)["pretrain"]
-    assert record["world_size"] == 2 and record["steps"] == 3
-    assert "2 processes" in record["hyperparameters"]["batch"]
+    record = read_manifest(out).pretrain
+    assert record.world_size == 2 and record.steps == 3
+    assert record.hyperparameters.world_size == 2 and record.hyperparameters.tokens_per_step % 2 == 0
 
 
 # ----------------------------------------------------------------------------- corpora

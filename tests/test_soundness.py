@@ -91,7 +91,7 @@ def test_a_new_mlm_head_is_initialised_in_poisoned_memory(converted):
 def test_pretraining_an_encoder_only_base_starts_near_uniform_loss(converted, corpus, tmp_path):
     out = tmp_path / "pre"
     result = pretrain(converted["bert-encoder"].out, [str(corpus)], out, options=options(max_steps=1, lr=1e-5))
-    first = result.manifest["pretrain"]["loss_curve"]["train"][0][1]
+    first = result.manifest.pretrain.loss_curve.train[0][1]
     from transformers import AutoConfig
 
     ln_vocab = math.log(AutoConfig.from_pretrained(out).vocab_size)
@@ -119,7 +119,7 @@ def test_training_stops_at_the_first_non_finite_loss_and_keeps_the_checkpoint(co
     checkpoint = out / "checkpoints" / "checkpoint-1"
     assert all(torch.isfinite(t).all() for t in load_file(checkpoint / "model.safetensors").values())
     resumed = pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, options=options(), resume=True)
-    assert resumed.steps == 2 and resumed.manifest["pretrain"]["resumed_from"] == 1
+    assert resumed.steps == 2 and resumed.manifest.pretrain.resumed_from == 1
 
 
 def test_a_non_finite_gradient_stops_before_the_update(converted, corpus, tmp_path):
@@ -135,10 +135,15 @@ def test_a_non_finite_gradient_stops_before_the_update(converted, corpus, tmp_pa
 
 def test_nothing_non_finite_is_written_into_a_manifest(tmp_path):
     from longzoo.manifest import write_manifest
+    from longzoo.records import Evaluation, Manifest
 
-    with pytest.raises(LongzooError, match="finetune.results.long.macro_f1 is not a finite number"):
-        write_manifest(tmp_path, {"finetune": {"results": {"long": {"macro_f1": float("nan")}}}})
+    nan = Manifest(evaluations=[Evaluation(corpus="c", loss=float("nan"), bpc=1.0)])
+    with pytest.raises(LongzooError, match="evaluations.0.loss is not a finite number"):
+        write_manifest(tmp_path, nan)
     assert not (tmp_path / "longzoo.json").exists()
+    (tmp_path / "longzoo.json").write_text('{"format": 2, "evaluations": [{"loss": NaN, "bpc": 1}]}')
+    with pytest.raises(LongzooError, match="evaluations.0.loss is not a finite number"):
+        read_manifest(tmp_path)
 
 
 # ----------------------------------------------------------------------------- 5. honest losses
@@ -165,8 +170,8 @@ def test_accumulation_gives_the_weights_and_loss_of_one_big_batch(converted, cor
         )
         runs[name] = (result, load_file(tmp_path / name / "model.safetensors"))
     (big, big_weights), (acc, acc_weights) = runs["big"], runs["accumulated"]
-    curve_big = big.manifest["pretrain"]["loss_curve"]["train"]
-    curve_acc = acc.manifest["pretrain"]["loss_curve"]["train"]
+    curve_big = big.manifest.pretrain.loss_curve.train
+    curve_acc = acc.manifest.pretrain.loss_curve.train
     for (_, a), (_, b) in zip(curve_big, curve_acc, strict=True):
         assert a == pytest.approx(b, rel=1e-4)  # the mean loss per token, not x4
     for key, tensor in big_weights.items():
@@ -183,7 +188,7 @@ def test_logged_loss_does_not_grow_with_accumulation(converted, corpus, tmp_path
             tmp_path / f"a{accum}",
             options=options(max_steps=1, batch_size=1, grad_accum=accum),
         )
-        first.append(result.manifest["pretrain"]["loss_curve"]["train"][0][1])
+        first.append(result.manifest.pretrain.loss_curve.train[0][1])
     assert first[1] == pytest.approx(first[0], rel=0.25)  # was 4x before the fix
 
 
@@ -376,7 +381,7 @@ def test_resuming_a_run_killed_in_its_final_save_runs_no_extra_step(converted, c
         resume=True,
         callbacks=[Counter()],
     )
-    assert Counter.steps == 0 and result.steps == 3 and result.manifest["pretrain"]["steps"] == 3
+    assert Counter.steps == 0 and result.steps == 3 and result.manifest.pretrain.steps == 3
     assert math.isfinite(result.train_loss)
 
 
@@ -391,7 +396,7 @@ def test_a_pretrained_encoder_only_card_tells_the_truth(converted, tmp_path):
     assert "long-context Longformer masked language model" in card
     assert "give the base model's outputs exactly" not in card
     assert "datasets:" not in meta  # a built-in corpus is no Hub dataset
-    assert "zh" in manifest["card"]["language"]  # pretrained on Chinese text
+    assert "zh" in manifest.card.language  # pretrained on Chinese text
     text = (out / "longzoo.json").read_text(encoding="utf-8")
     assert str(Path.home()) not in text and str(tmp_path) not in text and '"/' not in text
 
@@ -591,10 +596,10 @@ def test_a_pretraining_run_that_fails_before_its_first_checkpoint_leaves_nothing
         lambda m: m.update(card="x"),
         lambda m: m.update(convert="x"),
         lambda m: m["convert"].update(parity="x"),
-        lambda m: m.update(eval={"loss": 1.0}),
+        lambda m: m.update(evaluations=[{"loss": 1.0}]),
         lambda m: m.update(pretrain={"steps": "x"}),
     ],
-    ids=["history", "card", "convert", "parity", "eval", "pretrain"],
+    ids=["history", "card", "convert", "parity", "evaluations", "pretrain"],
 )
 def test_a_malformed_manifest_is_one_line_everywhere(converted, corpus, tmp_path, edit):
     import shutil

@@ -94,8 +94,8 @@ def test_build_end_to_end_and_resume(tiny_recipe, tmp_path, monkeypatch):
     result = build(recipe.name, out=out, eval_corpora=[str(corpus)], seq_len=64)
     assert result.skipped == [] and result.eval_after["loss"] < result.eval_before["loss"]
     manifest = read_manifest(result.pretrained)
-    assert {"convert", "pretrain", "card"} <= set(manifest)
-    assert manifest["card"]["license"] == "apache-2.0" and manifest["card"]["model_name"] == recipe.name
+    assert manifest.convert and manifest.pretrain and manifest.card
+    assert manifest.card.license == "apache-2.0" and manifest.card.model_name == recipe.name
     assert "Continued pretraining" in (result.pretrained / "README.md").read_text(encoding="utf-8")
     # a second run finds both stages done and redoes neither
     from longzoo.training import pretrain as pretrain_module
@@ -129,9 +129,9 @@ def test_minilm_recipe_builds_offline(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = read_manifest(tmp_path / "b" / "pretrained")
-    assert record["convert"]["parity"]["passed"] and record["convert"]["max_positions"] == 4096
-    assert record["pretrain"]["new_lm_head"] is True and record["pretrain"]["corpora"][0]["name"] == "installed-readmes"
-    assert record["card"]["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert record.convert.parity.passed and record.convert.max_positions == 4096
+    assert record.pretrain.new_lm_head is True and record.pretrain.corpora[0].name == "installed-readmes"
+    assert record.card.base_model == "sentence-transformers/all-MiniLM-L6-v2"
 
 
 # ----------------------------------------------------------------------------- loaders and heads
@@ -237,7 +237,7 @@ def legacy_folder(tmp_path, case_id: str, positions: int, pickle: bool):
 def test_legacy_layout_becomes_stock_without_reextending(tmp_path, case_id, pickle):
     folder, legacy = legacy_folder(tmp_path, case_id, positions=256, pickle=pickle)
     result = convert(str(folder), out=tmp_path / "stock", allow_pickle=pickle)
-    assert result.parity["passed"] and result.parity["length"] == 33  # window 64 kept from the config
+    assert result.parity.passed and result.parity.length == 33  # window 64 kept from the config
     config = json.loads((result.out / "config.json").read_text())
     offset = 1 if case_id.startswith("bert") else 2
     assert config["max_position_embeddings"] == 256 + offset and config["attention_window"] == [64, 64]

@@ -154,30 +154,28 @@ def push(
 
 
 def _print_summary(result) -> None:
-    record = result.manifest["convert"]
-    keys = record["keys"]
+    record = result.manifest.convert
+    keys = record.keys
+    out.print(f"[bold]{result.architecture}[/] with {record.max_positions} positions, window {record.attention_window}")
     out.print(
-        f"[bold]{result.architecture}[/] with {record['max_positions']} positions, window {record['attention_window']}"
+        f"keys: {keys.mapped} mapped, {len(keys.generated)} generated, "
+        f"{len(keys.tied)} tied, {len(keys.dropped)} dropped"
     )
-    out.print(
-        f"keys: {keys['mapped']} mapped, {len(keys['generated'])} generated, "
-        f"{len(keys['tied'])} tied, {len(keys['dropped'])} dropped"
-    )
-    for key, reason in keys["dropped"].items():
+    for key, reason in keys.dropped.items():
         out.print(f"  dropped {key}: {reason}", highlight=False)
     parity = result.parity
     if parity is None:
         out.print("[yellow]parity: not checked (--no-verify)[/]")
     else:
-        global_diff = parity["max_abs_diff_global"]
+        global_diff = parity.max_abs_diff_global
         global_text = "not compared (trained global projections)" if global_diff is None else f"{global_diff:.2e}"
         out.print(
-            f"parity at {parity['length']} tokens: max |Δ{parity['compared']}| = {parity['max_abs_diff']:.2e}, "
+            f"parity at {parity.length} tokens: max |Δ{parity.compared}| = {parity.max_abs_diff:.2e}, "
             f"with global attention on token 0 = {global_text} "
-            f"(tolerance {parity['tolerance']:g}) [bold green]passed[/]"
+            f"(tolerance {parity.tolerance:g}) [bold green]passed[/]"
         )
-        full = parity["full_length"]
-        out.print(f"full-length run: {full['tokens']} tokens in {full['seconds']:.1f} s, outputs finite")
+        full = parity.full_length
+        out.print(f"full-length run: {full.tokens} tokens in {full.seconds:.1f} s, outputs finite")
     for problem in result.card_problems:
         out.print(
             f"[yellow]card:[/] {problem}; fix it with `longzoo card {result.out}` before pushing", highlight=False

@@ -37,6 +37,7 @@ from longzoo.manifest import read_manifest, record_step
 from longzoo.numbers import require_int
 from longzoo.outputs import check_output, staged_output
 from longzoo.progress import Steps
+from longzoo.records import BaseRecord, ConvertRecord, Manifest, ParityReport, PositionLayout
 from longzoo.weights import first_non_finite
 
 DEFAULT_WINDOW = 512
@@ -126,16 +127,6 @@ def _check_choices(position_init, dtype, revision) -> None:
         raise LongzooError(f"--revision must be a branch, tag or commit name, got {revision!r}")
 
 
-@dataclass(frozen=True)
-class PositionLayout:
-    """Where position 0 lives in the base table and in the new one (see positions.py)."""
-
-    pad_token_id: int
-    base_offset: int
-    base_length: int
-    new_offset: int
-
-
 @dataclass
 class ConversionResult:
     """What :func:`convert` produced."""
@@ -143,8 +134,8 @@ class ConversionResult:
     out: Path
     architecture: str
     report: KeyReport
-    parity: dict | None
-    manifest: dict
+    parity: ParityReport | None
+    manifest: Manifest
     card_problems: list[str]
 
 
@@ -224,7 +215,7 @@ def convert(
         # The card is part of the output; a missing licence is reported, not fatal here.
         card = render_card(staging, strict=False, folder_name=out.name)
         manifest = read_manifest(staging)
-    return ConversionResult(out, record["architecture"], report, parity, manifest, card.problems)
+    return ConversionResult(out, record.architecture, report, parity, manifest, card.problems)
 
 
 def _sizes(config: dict, folder: Path, layout: PositionLayout, max_pos, window) -> tuple[int, int]:
@@ -247,7 +238,7 @@ def _verify(source, staging: Path, mlm: bool, layout, options, report, steps) ->
 
     copied_globals = any("_global." in key for key in report.generated)
     parity = verify_conversion(source.path, staging, mlm, layout, options, steps, check_global=copied_globals)
-    if not parity["passed"]:
+    if not parity.passed:
         raise LongzooError(_parity_failure(parity))
     return parity
 
@@ -366,7 +357,7 @@ def _position_layout(config: dict, tokenizer, adapter: Adapter, path: Path) -> P
             f"{path}: max_position_embeddings {rows:,} is more than longzoo's limit of {MAX_POSITIONS:,}; "
             "correct config.json"
         )
-    return PositionLayout(pad, base_offset, base_length, new_offset=pad + 1)
+    return PositionLayout(pad_token_id=pad, base_offset=base_offset, base_length=base_length, new_offset=pad + 1)
 
 
 def _check_position_rows(state: dict, layout: PositionLayout, path: Path) -> None:
@@ -537,36 +528,36 @@ def _versions() -> dict:
     return found
 
 
-def _manifest_record(source: BaseSource, hashes, adapter, base_config, layout, options, mlm, report, parity) -> dict:
-    return {
-        "base": {
-            "id": source.hub_id or source.path.name,  # a local base by its folder name only
-            "source": "hub" if source.hub_id else "local",
-            "revision": source.revision,
-            "sha256": hashes,
-            "model_type": adapter.model_type,
-            "family": adapter.family,
-            "architectures": base_config.get("architectures"),
-            "max_positions": layout.base_length,
-            "card": read_base_card(source.path),
-        },
-        "architecture": "LongformerForMaskedLM" if mlm else "LongformerModel",
-        "max_positions": options.max_pos,
-        "attention_window": options.attention_window,
-        "position_layout": asdict(layout),
-        "options": asdict(options),
-        "keys": report.summary(),
-        "parity": parity,
-        "versions": _versions(),
-    }
+def _manifest_record(source: BaseSource, hashes, adapter, base_config, layout, options, mlm, report, parity):
+    return ConvertRecord(
+        base=BaseRecord(
+            id=source.hub_id or source.path.name,  # a local base by its folder name only
+            source="hub" if source.hub_id else "local",
+            revision=source.revision,
+            sha256=hashes,
+            model_type=adapter.model_type,
+            family=adapter.family,
+            architectures=base_config.get("architectures"),
+            max_positions=layout.base_length,
+            card=read_base_card(source.path),
+        ),
+        architecture="LongformerForMaskedLM" if mlm else "LongformerModel",
+        max_positions=options.max_pos,
+        attention_window=options.attention_window,
+        position_layout=layout,
+        options=asdict(options),
+        keys=report.summary(),
+        parity=parity,
+        versions=_versions(),
+    )
 
 
-def _parity_failure(parity: dict) -> str:
-    if not parity.get("tokenizer_ids_equal", True):
+def _parity_failure(parity: ParityReport) -> str:
+    if not parity.tokenizer_ids_equal:
         return "parity check failed: the converted tokenizer gives different ids than the base; nothing was written"
-    global_diff = parity["max_abs_diff_global"]
+    global_diff = parity.max_abs_diff_global
     return (
-        f"parity check failed: max |Δ| = {parity['max_abs_diff']:.3g} (global: "
-        f"{'not checked' if global_diff is None else format(global_diff, '.3g')}) > {parity['tolerance']:g}; "
+        f"parity check failed: max |Δ| = {parity.max_abs_diff:.3g} (global: "
+        f"{'not checked' if global_diff is None else format(global_diff, '.3g')}) > {parity.tolerance:g}; "
         "nothing was written"
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from longzoo.converters.adapters import Adapter
 from longzoo.errors import LongzooError
+from longzoo.records import KeyCounts
 
 POSITIONS = "embeddings.position_embeddings.weight"
 _GLOBAL = re.compile(r"(.*\.attention\.self\.)(query|key|value)_global\.(weight|bias)$")
@@ -27,13 +28,8 @@ class KeyReport:
     generated: dict[str, str] = field(default_factory=dict)  # target -> how
     tied: dict[str, str] = field(default_factory=dict)  # target -> the target key it shares
 
-    def summary(self) -> dict:
-        return {
-            "mapped": len(self.mapped),
-            "generated": self.generated,
-            "tied": self.tied,
-            "dropped": self.dropped,
-        }
+    def summary(self) -> KeyCounts:
+        return KeyCounts(mapped=len(self.mapped), generated=self.generated, tied=self.tied, dropped=self.dropped)
 
 
 def is_mlm_checkpoint(adapter: Adapter, keys) -> bool:

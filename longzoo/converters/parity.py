@@ -15,6 +15,7 @@ from longzoo.converters.positions import extend_positions
 from longzoo.converters.sample_text import TEXTS
 from longzoo.progress import Steps
 from longzoo.quiet import quiet_transformers
+from longzoo.records import FullLengthRun, ParityReport
 
 TOLERANCE = 1e-4
 
@@ -46,81 +47,98 @@ def _outputs(model, mlm: bool, **inputs):
 
 def verify_conversion(
     base_dir: Path, out_dir: Path, mlm: bool, layout, options, steps: Steps | None = None, check_global: bool = True
-) -> dict:
+) -> ParityReport:
     """Compare the saved conversion in ``out_dir`` with the base model in ``base_dir``.
 
     Both run in float32; for a float16/bfloat16 output the base weights are rounded
     through the same dtype first, so the number measures the conversion, not the
     rounding.  ``check_global=False`` (a long base that brings its own trained global
     projections) skips the global-attention comparison, which a plain BERT/RoBERTa
-    cannot provide.  Returns the record stored under ``convert.parity`` in the manifest.
+    cannot provide.  Returns the record stored as ``convert.parity`` in the manifest.
     """
     import torch
-    from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoModel, AutoModelForMaskedLM
 
     steps = steps or Steps()
     auto = AutoModelForMaskedLM if mlm else AutoModel
     length = parity_length(options.attention_window, layout.base_length)
-    record: dict = {"tolerance": TOLERANCE, "length": length, "compared": "logits" if mlm else "last_hidden_state"}
-
     with steps.step(f"Verifying parity at {length} tokens"), quiet_transformers(), torch.inference_mode():
         base = auto.from_pretrained(base_dir, dtype=torch.float32).eval()
         if options.dtype != "float32":
             base = base.to(getattr(torch, options.dtype)).float()
         converted, info = auto.from_pretrained(out_dir, dtype=torch.float32, output_loading_info=True)
         converted.eval()
-        record["loading"] = {k: sorted(map(str, v)) for k, v in info.items() if k != "error_msgs"}
-        record["loads_cleanly"] = not any(record["loading"].values())
-
-        base_tok = AutoTokenizer.from_pretrained(base_dir)
-        out_tok = AutoTokenizer.from_pretrained(out_dir)
-        batch = _batch(base_tok, length)
-        record["tokenizer_ids_equal"] = bool(torch.equal(batch["input_ids"], _batch(out_tok, length)["input_ids"]))
-        record["tokenizer_class"] = type(out_tok).__name__
-        record["tokenizer_model_max_length"] = out_tok.model_max_length
-
+        fields = _tokenizer_fields(base_dir, out_dir, length)
+        out_tok = fields.pop("tokenizer")
         if options.position_init != "copy":
-            record["positions"] = _substitute_copy_table(converted, base, layout, options.max_pos)
-
-        mask = batch["attention_mask"].bool()
-        expected = _outputs(base, mlm, **batch)[mask]
-        got = _outputs(converted, mlm, **batch)[mask]
-        global_mask = torch.zeros_like(batch["input_ids"])
-        global_mask[:, 0] = 1
-        record["max_abs_diff"] = float((got - expected).abs().max())
-        record["max_abs_diff_global"] = None
-        if check_global:
-            got_global = _outputs(converted, mlm, **batch, global_attention_mask=global_mask)[mask]
-            record["max_abs_diff_global"] = float((got_global - expected).abs().max())
-        else:
-            record["global_check"] = "skipped: the base's trained global projections have no counterpart in it"
+            fields["positions"] = _substitute_copy_table(converted, base, layout, options.max_pos)
+        fields.update(_differences(base, converted, mlm, fields.pop("batch"), check_global))
         del base
-
     with (
         steps.step(f"Running the converted model at {options.max_pos} tokens"),
         quiet_transformers(),
         torch.inference_mode(),
     ):
-        long = _long_input(out_tok, options.max_pos)
-        global_mask = torch.zeros_like(long["input_ids"])
-        global_mask[:, 0] = 1
-        start = time.perf_counter()
-        hidden = converted.base_model(**long, global_attention_mask=global_mask).last_hidden_state
-        record["full_length"] = {
-            "tokens": int(long["input_ids"].shape[1]),
-            "seconds": round(time.perf_counter() - start, 3),
-            "finite": bool(torch.isfinite(hidden).all()),
-        }
-
-    record["passed"] = bool(
-        record["loads_cleanly"]
-        and record["tokenizer_ids_equal"]
-        and record["max_abs_diff"] <= TOLERANCE
-        and (record["max_abs_diff_global"] is None or record["max_abs_diff_global"] <= TOLERANCE)
-        and record["full_length"]["finite"]
-        and record["full_length"]["tokens"] == options.max_pos
+        full_length = _full_length_run(converted, out_tok, options.max_pos)
+    return ParityReport(
+        tolerance=TOLERANCE,
+        length=length,
+        compared="logits" if mlm else "last_hidden_state",
+        loading={k: sorted(map(str, v)) for k, v in info.items() if k != "error_msgs"},
+        full_length=full_length,
+        **fields,
     )
-    return record
+
+
+def _tokenizer_fields(base_dir: Path, out_dir: Path, length: int) -> dict:
+    """The converted tokenizer must give the base's ids; returns its fields and the test batch."""
+    import torch
+    from transformers import AutoTokenizer
+
+    base_tok = AutoTokenizer.from_pretrained(base_dir)
+    out_tok = AutoTokenizer.from_pretrained(out_dir)
+    batch = _batch(base_tok, length)
+    return {
+        "tokenizer_ids_equal": bool(torch.equal(batch["input_ids"], _batch(out_tok, length)["input_ids"])),
+        "tokenizer_class": type(out_tok).__name__,
+        "tokenizer_model_max_length": out_tok.model_max_length,
+        "tokenizer": out_tok,
+        "batch": batch,
+    }
+
+
+def _differences(base, converted, mlm: bool, batch, check_global: bool) -> dict:
+    """Largest output difference on real tokens, without and with global attention on token 0."""
+    import torch
+
+    mask = batch["attention_mask"].bool()
+    expected = _outputs(base, mlm, **batch)[mask]
+    got = _outputs(converted, mlm, **batch)[mask]
+    found = {"max_abs_diff": float((got - expected).abs().max()), "max_abs_diff_global": None}
+    if not check_global:
+        found["global_check"] = "skipped: the base's trained global projections have no counterpart in it"
+        return found
+    global_mask = torch.zeros_like(batch["input_ids"])
+    global_mask[:, 0] = 1
+    got_global = _outputs(converted, mlm, **batch, global_attention_mask=global_mask)[mask]
+    found["max_abs_diff_global"] = float((got_global - expected).abs().max())
+    return found
+
+
+def _full_length_run(converted, tokenizer, max_pos: int) -> FullLengthRun:
+    import torch
+
+    long = _long_input(tokenizer, max_pos)
+    global_mask = torch.zeros_like(long["input_ids"])
+    global_mask[:, 0] = 1
+    start = time.perf_counter()
+    hidden = converted.base_model(**long, global_attention_mask=global_mask).last_hidden_state
+    return FullLengthRun(
+        tokens=int(long["input_ids"].shape[1]),
+        requested=max_pos,
+        seconds=round(time.perf_counter() - start, 3),
+        finite=bool(torch.isfinite(hidden).all()),
+    )
 
 
 def _substitute_copy_table(converted, base, layout, max_pos: int) -> str:

@@ -57,22 +57,26 @@ def load_mlm(model_dir: str | Path, attention: str = "fast"):
 
 
 def record_evaluation(model_dir: str | Path, corpora: list[str], metrics: dict) -> bool:
-    """Store ``metrics`` as the ``eval`` record of a longzoo folder and refresh its card.
+    """Add ``metrics`` to the ``evaluations`` of a longzoo folder and refresh its card.
 
     Returns False (and writes nothing) for a folder longzoo did not write, such as a short
     base model evaluated for comparison.
     """
     from longzoo.cards.render import render_card
     from longzoo.data.corpus import corpus_name, hub_dataset_id
-    from longzoo.manifest import MANIFEST, read_manifest, record_step
+    from longzoo.manifest import MANIFEST, add_evaluation, read_manifest, write_manifest
+    from longzoo.records import Evaluation
 
     folder = Path(model_dir)
     if not (folder / MANIFEST).is_file():
         return False
     hub = [h for h in (hub_dataset_id(c) for c in corpora) if h]
-    record = {"corpus": ", ".join(corpus_name(c) for c in corpora), "hub_dataset": hub[0] if hub else None}
-    record_step(folder, "eval", {**record, **metrics})
-    if "convert" in read_manifest(folder):
+    corpus = ", ".join(corpus_name(c) for c in corpora)
+    manifest = add_evaluation(
+        read_manifest(folder), Evaluation(corpus=corpus, hub_dataset=hub[0] if hub else None, **metrics)
+    )
+    write_manifest(folder, manifest)
+    if manifest.convert is not None:
         render_card(folder, strict=False)
     return True
 

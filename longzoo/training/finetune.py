@@ -19,7 +19,7 @@ import hashlib
 import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from longzoo.cards.render import check_records
@@ -28,12 +28,13 @@ from longzoo.converters.adapters import usable_positions
 from longzoo.data.documents import LabelledDocument, is_multi_label, label_names, read_documents
 from longzoo.errors import LongzooError
 from longzoo.evaluation.classification import metrics_for_trainer
-from longzoo.manifest import history_entry, read_manifest, write_manifest
+from longzoo.manifest import add_step, read_manifest, write_manifest
 from longzoo.models.folders import copy_tokenizer, load_tokenizer, longformer_config, model_config
 from longzoo.numbers import require_int, require_number
 from longzoo.outputs import check_output, staged_output
 from longzoo.progress import Steps
 from longzoo.quiet import quiet_transformers
+from longzoo.records import FileRecord, FinetuneRecord, Manifest
 from longzoo.weights import require_finite
 
 
@@ -83,7 +84,7 @@ class FinetuneOptions:
 class FinetuneResult:
     out: Path
     results: dict  # system -> metrics
-    manifest: dict = field(default_factory=dict)
+    manifest: Manifest | None = None
 
 
 def finetune(
@@ -135,18 +136,18 @@ def finetune(
             with steps.step(f"Baseline: {baseline}"):
                 train = _train_truncate if baseline == "truncate" else _train_stride
                 results[baseline] = train(short, task, max_len, options, scratch, steps)
-    record = {
-        "task": options.task,
-        "multi_label": multi,
-        "labels": names,
-        "train": _file_record(train_file, train_docs),
-        "eval": _file_record(eval_file, eval_docs),
-        "max_len": max_len,
-        "baseline_model": _display_name(short.name) if short else None,
-        "options": {**asdict(options), "baselines": list(options.baselines)},
-        "results": results,
-        "architecture": type(model).__name__,
-    }
+    record = FinetuneRecord(
+        task=options.task,
+        multi_label=multi,
+        labels=names,
+        train=_file_record(train_file, train_docs),
+        eval=_file_record(eval_file, eval_docs),
+        max_len=max_len,
+        baseline_model=_display_name(short.name) if short else None,
+        options={**asdict(options), "baselines": list(options.baselines)},
+        results=results,
+        architecture=type(model).__name__,
+    )
     with steps.step("Saving the fine-tuned model"):
         manifest = _publish(model, model_dir, Path(out), record, force, inputs)
     return FinetuneResult(Path(out).expanduser().absolute(), results, manifest)
@@ -157,13 +158,14 @@ def _baseline_folder(model_dir: Path, base: str | None) -> tuple[str, Path]:
     from longzoo.converters.source import resolve_base
 
     if base is None:
-        recorded = (read_manifest(model_dir).get("convert") or {}).get("base")
-        if not recorded:
+        conversion = read_manifest(model_dir).convert
+        recorded = conversion.base if conversion else None
+        if recorded is None:
             raise LongzooError(f"{model_dir}: no conversion record names the short base; pass --base")
-        if recorded["source"] == "local":
+        if recorded.source == "local":
             # records keep a local base's folder name only, never its path on this machine
-            raise LongzooError(f"the short base was the local folder {Path(recorded['id']).name}; pass --base FOLDER")
-        return recorded["id"], resolve_base(recorded["id"], revision=recorded.get("revision")).path
+            raise LongzooError(f"the short base was the local folder {recorded.id}; pass --base FOLDER")
+        return recorded.id, resolve_base(recorded.id, revision=recorded.revision).path
     return str(base), resolve_base(base).path
 
 
@@ -407,13 +409,13 @@ def _display_name(name: str) -> str:
     return path.resolve().name if path.exists() else name
 
 
-def _file_record(path, docs) -> dict:
+def _file_record(path, docs) -> FileRecord:
     path = Path(path).expanduser()
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return {"name": path.name, "sha256": digest, "documents": len(docs)}
+    return FileRecord(name=path.name, sha256=digest, documents=len(docs))
 
 
-def _publish(model, model_dir: Path, out: Path, record: dict, force: bool, inputs: list) -> dict:
+def _publish(model, model_dir: Path, out: Path, record: FinetuneRecord, force: bool, inputs: list) -> Manifest:
     """Model, tokenizer, manifest and card, written to ``out`` in one rename."""
     from longzoo.cards.render import render_card
 
@@ -421,11 +423,9 @@ def _publish(model, model_dir: Path, out: Path, record: dict, force: bool, input
     with staged_output(out, force=force, inputs=inputs) as staging:
         model.save_pretrained(staging)
         copy_tokenizer(model_dir, staging)
-        manifest = read_manifest(model_dir)
-        manifest["finetune"] = record
-        manifest.pop("eval", None)  # an MLM evaluation described the model before fine-tuning
-        manifest["history"].append(history_entry("finetune"))
+        # evaluations of the folder described the model before fine-tuning: add_step drops them
+        manifest = add_step(read_manifest(model_dir), "finetune", record)
         write_manifest(staging, manifest)
-        if "convert" in manifest:
+        if manifest.convert is not None:
             render_card(staging, strict=False, folder_name=Path(out).name)
         return read_manifest(staging)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from longzoo.records import LossCurve
 
-def plot_loss(curve: dict, path: Path) -> None:
+
+def plot_loss(curve: LossCurve, path: Path) -> None:
     """Train and eval MLM loss against the step, as a PNG."""
     import matplotlib
 
@@ -14,7 +16,7 @@ def plot_loss(curve: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     for key, style in (("train", "-"), ("eval", "o-")):
-        points = curve.get(key) or []
+        points = getattr(curve, key)
         if points:
             ax.plot([p[0] for p in points], [p[1] for p in points], style, label=f"{key} loss")
     ax.set_xlabel("step")

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from longzoo.cards.render import check_records
@@ -21,7 +21,7 @@ from longzoo.data.corpus import corpus_name, hub_dataset_id, read_corpus
 from longzoo.data.masking import resolve_mode
 from longzoo.data.packing import MaskedBlocks, corpus_fingerprint, load_blocks, pack, save_blocks, tokenize_documents
 from longzoo.errors import LongzooError
-from longzoo.manifest import MANIFEST, history_entry, read_manifest, write_manifest
+from longzoo.manifest import MANIFEST, add_step, read_manifest, write_manifest
 from longzoo.models.folders import copy_tokenizer, load_tokenizer, longformer_config
 from longzoo.numbers import require_int, require_number
 from longzoo.outputs import (
@@ -35,6 +35,7 @@ from longzoo.outputs import (
 )
 from longzoo.progress import Steps
 from longzoo.quiet import quiet_transformers
+from longzoo.records import BeforeAfter, CorpusStats, Hyperparameters, LossCurve, Manifest, PretrainRecord
 from longzoo.text import mostly_han
 from longzoo.weights import complete_mlm_head, require_finite
 
@@ -95,7 +96,7 @@ class PretrainResult:
     train_loss: float | None
     eval_before: dict | None
     eval_after: dict | None
-    manifest: dict = field(default_factory=dict)
+    manifest: Manifest | None = None
 
 
 def pretrain(
@@ -274,10 +275,7 @@ def _run(
         with steps.step("Evaluating after training"):
             eval_after = _evaluate(model, tokenizer, eval_corpora, seq_len, options)
 
-    record = _record(
-        model, model_dir, trainer, args, options, train_stats, mode, eval_corpora, (eval_before, eval_after)
-    )
-    record.update(
+    run = dict(
         seq_len=seq_len,
         frozen=frozen,
         new_lm_head=new_head,
@@ -286,6 +284,8 @@ def _run(
         train_loss=train_loss,
         seconds=round(seconds, 1),
     )
+    evaluations = (eval_before, eval_after)
+    record = _record(model, model_dir, trainer, args, options, train_stats, mode, eval_corpora, evaluations, run)
     with steps.step("Saving the pretrained model"):
         manifest = _publish(model, model_dir, out, record)
     return PretrainResult(out, trainer.state.global_step, train_loss, eval_before, eval_after, manifest)
@@ -296,27 +296,26 @@ def _masked(blocks, tokenizer, options: PretrainOptions, seed: int) -> MaskedBlo
     return MaskedBlocks(blocks, tokenizer, mlm_prob=options.mlm_prob, seed=seed, global_cls=global_cls)
 
 
-def _record(model, model_dir, trainer, args, options, train_stats, mode, eval_corpora, evaluations) -> dict:
-    """The manifest's ``pretrain`` section (the run-specific numbers are added by the caller)."""
+def _record(model, model_dir, trainer, args, options, train_stats, mode, eval_corpora, evaluations, run: dict):
+    """The manifest's ``pretrain`` record; ``run`` holds the numbers of this run."""
     before, after = evaluations
-    corpus = ", ".join(corpus_name(c) for c in eval_corpora or [])
-    return {
-        "model": model_dir.resolve().name,
-        "architecture": type(model).__name__,
-        "corpora": train_stats,
-        "eval_corpora": [corpus_name(c) for c in eval_corpora or []],
-        "steps": trainer.state.global_step,
-        "wwm": {"jieba": "whole words (jieba)", "tokenizer": "whole words (tokenizer words)", "none": "tokens"}[mode],
-        "global_attention": options.global_attention,
-        "global_projections": "trained"
-        if options.global_attention == "cls"
-        else "copied again from q/k/v after training",
-        "options": asdict(options),
-        "world_size": args.world_size,
-        "loss_curve": _loss_curve(trainer.state.log_history),
-        "loss_plot": LOSS_PLOT,
-        "eval": {"corpus": corpus, "before": before, "after": after} if eval_corpora else None,
-    }
+    return PretrainRecord(
+        model=model_dir.resolve().name,
+        architecture=type(model).__name__,
+        corpora=[CorpusStats(**stats) for stats in train_stats],
+        eval_corpora=[corpus_name(c) for c in eval_corpora or []],
+        steps=trainer.state.global_step,
+        wwm=mode,
+        global_attention=options.global_attention,
+        options=asdict(options),
+        world_size=args.world_size,
+        loss_curve=_loss_curve(trainer.state.log_history),
+        loss_plot=LOSS_PLOT,
+        eval=BeforeAfter(corpus=", ".join(corpus_name(c) for c in eval_corpora), before=before, after=after)
+        if eval_corpora
+        else None,
+        **run,
+    )
 
 
 def _trainer(model, args, train_set, eval_set, steps, callbacks):
@@ -506,28 +505,32 @@ def _evaluate(model, tokenizer, eval_corpora, seq_len, options) -> dict:
         model.train(was_training)
 
 
-def _hyperparameters(options: PretrainOptions, args, seq_len: int) -> dict:
-    tokens_per_step = options.batch_size * options.grad_accum * args.world_size * seq_len
-    return {
-        "learning rate": f"{options.lr:g}",
-        "schedule": f"linear, {args.warmup_steps} warmup steps",
-        "batch": f"{options.batch_size} x {options.grad_accum} accumulation x {args.world_size} processes",
-        "tokens per step": f"{tokens_per_step:,}",
-        "weight decay / Adam eps / grad-norm clip": f"{options.weight_decay:g} / {options.adam_epsilon:g} / {options.max_grad_norm:g}",
-        "precision": "bf16" if options.bf16 else "fp16" if options.fp16 else "fp32",
-        "masking probability": f"{options.mlm_prob:g}",
-        "seed": options.seed,
-    }
+def _hyperparameters(options: PretrainOptions, args, seq_len: int) -> Hyperparameters:
+    return Hyperparameters(
+        learning_rate=options.lr,
+        schedule="linear",
+        warmup_steps=args.warmup_steps,
+        batch_size=options.batch_size,
+        grad_accum=options.grad_accum,
+        world_size=args.world_size,
+        tokens_per_step=options.batch_size * options.grad_accum * args.world_size * seq_len,
+        weight_decay=options.weight_decay,
+        adam_epsilon=options.adam_epsilon,
+        max_grad_norm=options.max_grad_norm,
+        precision="bf16" if options.bf16 else "fp16" if options.fp16 else "fp32",
+        mlm_probability=options.mlm_prob,
+        seed=options.seed,
+    )
 
 
-def _loss_curve(history: list[dict]) -> dict:
-    return {
-        "train": [[h["step"], h["loss"]] for h in history if "loss" in h and "step" in h],
-        "eval": [[h["step"], h["eval_loss"]] for h in history if "eval_loss" in h],
-    }
+def _loss_curve(history: list[dict]) -> LossCurve:
+    return LossCurve(
+        train=[(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h],
+        eval=[(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h],
+    )
 
 
-def _publish(model, model_dir: Path, out: Path, record: dict) -> dict:
+def _publish(model, model_dir: Path, out: Path, record: PretrainRecord) -> Manifest:
     """Write the final model into ``out``; the manifest moves in last, marking it complete."""
     staging = out / ".final.partial"
     shutil.rmtree(staging, ignore_errors=True)
@@ -539,20 +542,18 @@ def _publish(model, model_dir: Path, out: Path, record: dict) -> dict:
         raise
 
 
-def _move_final(model, model_dir: Path, out: Path, record: dict, staging: Path) -> dict:
+def _move_final(model, model_dir: Path, out: Path, record: PretrainRecord, staging: Path) -> Manifest:
     """Save into ``staging``, then move each file into ``out``."""
     from longzoo.cards.render import render_card
     from longzoo.training.plot import plot_loss
 
     model.save_pretrained(staging)
     copy_tokenizer(model_dir, staging)
-    plot_loss(record["loss_curve"], staging / LOSS_PLOT)
-    manifest = read_manifest(model_dir)
-    manifest["pretrain"] = record
-    manifest.pop("eval", None)  # an earlier `longzoo eval` described the model before training
-    manifest["history"].append(history_entry("pretrain"))
+    plot_loss(record.loss_curve, staging / LOSS_PLOT)
+    # evaluations of the folder described the model before training: add_step drops them
+    manifest = add_step(read_manifest(model_dir), "pretrain", record)
     write_manifest(staging, manifest)
-    if "convert" in manifest:
+    if manifest.convert is not None:
         render_card(staging, strict=False, folder_name=out.name)
     manifest = read_manifest(staging)
     normal_permissions(staging)

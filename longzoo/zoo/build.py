@@ -40,7 +40,7 @@ def recipe_base(recipe: Recipe) -> str:
 
 
 def _finished(folder: Path, step: str) -> bool:
-    return (folder / "model.safetensors").is_file() and step in read_manifest(folder)
+    return (folder / "model.safetensors").is_file() and getattr(read_manifest(folder), step) is not None
 
 
 def build(
@@ -107,8 +107,11 @@ def build(
     rendered = render_card(pretrained, model_name=recipe.name, **card)
     if rendered.problems:
         raise LongzooError(f"card metadata: {rendered.problems[0]}")
-    evaluation = (read_manifest(pretrained)["pretrain"] or {}).get("eval") or {}
-    result = BuildResult(recipe, converted, pretrained, skipped, evaluation.get("before"), evaluation.get("after"))
+    scored = read_manifest(pretrained).pretrain.eval
+    before, after = (scored.before, scored.after) if scored else (None, None)
+    result = BuildResult(
+        recipe, converted, pretrained, skipped, before and before.model_dump(), after and after.model_dump()
+    )
     if push_to:
         from longzoo.hub import push
 
@@ -118,12 +121,11 @@ def build(
 
 def _check_same_recipe(converted: Path, recipe: Recipe) -> None:
     """A finished conversion found in the build folder must be this recipe's, not another model's."""
-    record = read_manifest(converted)["convert"]
-    base = record.get("base") or {}
+    record = read_manifest(converted).convert
     expected = {Path(recipe.base).name, recipe.base, Path(recipe_base(recipe)).name}
-    if record.get("max_positions") != recipe.max_positions or base.get("id") not in expected:
+    if record.max_positions != recipe.max_positions or record.base.id not in expected:
         raise LongzooError(
-            f"{converted}: holds a conversion of {base.get('id')} to {record.get('max_positions')} positions, "
+            f"{converted}: holds a conversion of {record.base.id} to {record.max_positions} positions, "
             f"not this recipe's {recipe.base} to {recipe.max_positions}; choose another --out"
         )
 
