@@ -130,9 +130,7 @@ def test_pretrain_lowers_held_out_loss_and_writes_a_stock_model(converted, zh_co
     manifest = read_manifest(out)
     record = manifest.pretrain
     assert [h.step for h in manifest.history][-2:] == ["pretrain", "card"]
-    assert record.corpora[0].name == "train.txt" and record.corpora[0].documents == 6 * len(
-        range(0, len(CHINESE), 90)
-    )
+    assert record.corpora[0].name == "train.txt" and record.corpora[0].documents == 6 * len(range(0, len(CHINESE), 90))
     assert record.eval.before.loss == result.eval_before["loss"]
     assert record.wwm == "jieba" and record.new_lm_head is False
     assert record.loss_curve.train and record.loss_curve.eval

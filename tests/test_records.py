@@ -68,7 +68,9 @@ def test_format_1_folders_render_and_push(converted, tmp_path, name):
     assert "| learning rate | 3e-05 |" in card.text and "| tokens per step | 128 |" in card.text
     assert "| masking | whole words (tokenizer words) |" in card.text
     if name == "finetuned":
-        assert "| short base model, chunks pooled by a small transformer | 198 (4 chunks of 64, overlap 15)" in card.text
+        assert (
+            "| short base model, chunks pooled by a small transformer | 198 (4 chunks of 64, overlap 15)" in card.text
+        )
     else:
         assert "this model (`longzoo eval`) | c.txt | 6.4801" in card.text
     result = runner.invoke(app, ["push", str(folder), "--repo-id", "someone/m", "--dry-run"])
