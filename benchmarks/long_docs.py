@@ -48,15 +48,21 @@ def compare(model: Path, base: Path, root: Path, prefix: str, *, max_len: int, l
     from rich.console import Console
 
     from longzoo.progress import Steps
-    from longzoo.training.finetune import FinetuneOptions, finetune
+    from longzoo.training.arguments import FinetuneArguments
+    from longzoo.training.finetune import finetune
 
-    options = FinetuneOptions(
-        max_len=max_len, epochs=epochs, lr=lr, batch_size=4, baselines=("truncate", "stride"), seed=args.seed
+    settings = FinetuneArguments(
+        max_len=max_len,
+        num_train_epochs=epochs,
+        learning_rate=lr,
+        per_device_train_batch_size=4,
+        baselines=("truncate", "stride"),
+        seed=args.seed,
     )
     files = root / f"{prefix}-train.jsonl", root / f"{prefix}-eval.jsonl"
     steps = Steps(None, log=Console(stderr=True))  # training losses on stderr, the tables on stdout
     out = root / f"{prefix}-out"
-    return finetune(model, *files, out, options=options, base=str(base), force=True, steps=steps).results
+    return finetune(model, *files, out, args=settings, base=str(base), force=True, steps=steps).results
 
 
 def run_probe(root: Path, args) -> dict:

@@ -114,7 +114,8 @@ def main() -> None:
     import longzoo
     from longzoo.data.peoples_daily import write_corpus
     from longzoo.evaluation.mlm import evaluate
-    from longzoo.training.pretrain import PretrainOptions, pretrain
+    from longzoo.training.arguments import PretrainArguments
+    from longzoo.training.pretrain import pretrain
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -128,18 +129,18 @@ def main() -> None:
         conversion = longzoo.convert(str(short), LONG_POSITIONS, root / "long-1024", attention_window=WINDOW)
         evals = {"short model (128, window slid)": evaluate(short, [str(held_file)], wwm="jieba")}
         evals["converted to 1024, before pretraining"] = evaluate(conversion.out, [str(held_file)], wwm="jieba")
-        options = PretrainOptions(
+        settings = PretrainArguments(
             max_steps=args.long_steps,
-            batch_size=2,
-            grad_accum=4,
-            lr=LONG_LR,
-            warmup=args.long_steps // 10,
+            per_device_train_batch_size=2,
+            gradient_accumulation_steps=4,
+            learning_rate=LONG_LR,
+            warmup_steps=args.long_steps // 10,
             wwm="jieba",
             seed=args.seed,
             save_steps=args.long_steps,
             logging_steps=max(1, args.long_steps // 10),
         )
-        result = pretrain(conversion.out, [str(train_file)], root / "pretrained", options=options)
+        result = pretrain(conversion.out, [str(train_file)], root / "pretrained", args=settings)
         evals[f"converted + {args.long_steps} steps of pretraining"] = evaluate(
             result.out, [str(held_file)], wwm="jieba"
         )

@@ -147,9 +147,27 @@ def migrate(raw: dict, path: Path) -> dict:
     raw.setdefault("evaluations", [previous] if isinstance(previous, dict) else [])
     if isinstance(raw.get("convert"), dict):
         raw["convert"] = _migrate_convert(dict(raw["convert"]))
+    for step in ("pretrain", "finetune"):
+        if isinstance(raw.get(step), dict) and isinstance(raw[step].get("options"), dict):
+            options = raw[step]["options"]
+            raw[step] = dict(raw[step], options={_V1_OPTION_NAMES.get(k, k): v for k, v in options.items()})
     if isinstance(raw.get("pretrain"), dict):
         raw["pretrain"] = _migrate_pretrain(dict(raw["pretrain"]))
     return raw
+
+
+# Format 1 named the training settings its own way; they are TrainingArguments' fields now.
+_V1_OPTION_NAMES = {
+    "lr": "learning_rate",
+    "batch_size": "per_device_train_batch_size",
+    "grad_accum": "gradient_accumulation_steps",
+    "warmup": "warmup_steps",
+    "warmup_ratio": "warmup_steps",  # a value below 1 is a ratio to transformers
+    "mlm_prob": "mlm_probability",
+    "epochs": "num_train_epochs",
+    "gradient_checkpointing": "activation_checkpointing",
+    "baseline_lr": "baseline_learning_rate",
+}
 
 
 def _migrate_convert(record: dict) -> dict:
@@ -183,21 +201,31 @@ def _hyperparameters_from_v1(record: dict, shown: dict) -> dict | None:
     """Format 1 showed the run's options as sentences; the options themselves hold the numbers."""
     options = record.get("options") or {}
     warmup = re.search(r"(\d+) warmup", str(shown.get("schedule", "")))
-    needed = ("lr", "batch_size", "grad_accum", "weight_decay", "adam_epsilon", "max_grad_norm", "mlm_prob", "seed")
+    needed = (
+        "learning_rate",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "weight_decay",
+        "adam_epsilon",
+        "max_grad_norm",
+        "mlm_probability",
+        "seed",
+    )
     if warmup is None or any(options.get(name) is None for name in needed) or "seq_len" not in record:
         return None
     world = record.get("world_size", 1)
+    batch, accumulation = options["per_device_train_batch_size"], options["gradient_accumulation_steps"]
     return {
-        "learning_rate": options["lr"],
+        "learning_rate": options["learning_rate"],
         "warmup_steps": int(warmup.group(1)),
-        "batch_size": options["batch_size"],
-        "grad_accum": options["grad_accum"],
+        "batch_size": batch,
+        "grad_accum": accumulation,
         "world_size": world,
-        "tokens_per_step": options["batch_size"] * options["grad_accum"] * world * record["seq_len"],
+        "tokens_per_step": batch * accumulation * world * record["seq_len"],
         "weight_decay": options["weight_decay"],
         "adam_epsilon": options["adam_epsilon"],
         "max_grad_norm": options["max_grad_norm"],
         "precision": "bf16" if options.get("bf16") else "fp16" if options.get("fp16") else "fp32",
-        "mlm_probability": options["mlm_prob"],
+        "mlm_probability": options["mlm_probability"],
         "seed": options["seed"],
     }

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from longzoo.training.pretrain import PretrainOptions, pretrain
+from longzoo.training.arguments import PretrainArguments
+from longzoo.training.pretrain import pretrain
 
 
 class Digest(TrainerCallback):
@@ -33,7 +34,14 @@ class Digest(TrainerCallback):
 
 
 model_dir, corpus, out = sys.argv[1:4]
-options = PretrainOptions(
-    max_steps=3, batch_size=2, grad_accum=2, lr=1e-3, warmup=0, seq_len=64, save_steps=3, gradient_checkpointing=True
+args = PretrainArguments(
+    max_steps=3,
+    per_device_train_batch_size=2,
+    gradient_accumulation_steps=2,
+    learning_rate=1e-3,
+    warmup_steps=0,
+    seq_len=64,
+    save_steps=3,
+    activation_checkpointing=True,
 )
-pretrain(model_dir, [corpus], out, options=options, callbacks=[Digest()])
+pretrain(model_dir, [corpus], out, args=args, callbacks=[Digest()])

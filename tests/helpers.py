@@ -138,7 +138,14 @@ def register_tiny_recipe(name: str, base: Path, corpus: str, **plan):
     """A zoo recipe for a tiny base (MAX_POS positions, WINDOW window), registered until unregistered."""
     from longzoo.zoo import PretrainRecipe, Recipe, register
 
-    plan = {"steps": 1, "batch_size": 1, "grad_accum": 1, "lr": 1e-4, "warmup": 0, **plan}
+    settings = {
+        "max_steps": 1,
+        "per_device_train_batch_size": 1,
+        "gradient_accumulation_steps": 1,
+        "learning_rate": 1e-4,
+        "warmup_steps": 0,
+        **plan,
+    }
     return register(
         Recipe(
             name=name,
@@ -148,6 +155,6 @@ def register_tiny_recipe(name: str, base: Path, corpus: str, **plan):
             attention_window=WINDOW,
             languages=("zh",),
             license="apache-2.0",
-            pretrain=PretrainRecipe(corpus, **plan),
+            pretrain=PretrainRecipe(corpus, settings, precision="fp32"),
         )
     )

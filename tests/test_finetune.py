@@ -15,7 +15,8 @@ from longzoo.errors import LongzooError
 from longzoo.evaluation.classification import classification_metrics, decisions
 from longzoo.manifest import read_manifest
 from longzoo.models.stride import ChunkStrideClassifier, chunk_document, with_special_tokens
-from longzoo.training.finetune import FinetuneOptions, finetune
+from longzoo.training.arguments import FinetuneArguments
+from longzoo.training.finetune import finetune
 
 runner = CliRunner()
 
@@ -190,13 +191,15 @@ def test_finetune_end_to_end_with_both_baselines(converted, base_models, tmp_pat
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     train, evaluation = probe_files(tmp_path)
-    options = FinetuneOptions(epochs=1, max_len=200, baselines=("truncate", "stride"), batch_size=4)
+    args = FinetuneArguments(
+        num_train_epochs=1, max_len=200, baselines=("truncate", "stride"), per_device_train_batch_size=4
+    )
     result = finetune(
         converted["roberta-mlm"].out,
         train,
         evaluation,
         tmp_path / "out",
-        options=options,
+        args=args,
         base=str(base_models["roberta-mlm"]),
     )
     assert set(result.results) == {"long", "truncate", "stride"}
@@ -237,13 +240,13 @@ def test_finetune_multi_label_csv(converted, base_models, tmp_path):
         f"{'alpha ' * (i % 3)}{'omega ' * (i % 2)} river town,{'a' * (i % 3 > 0)}|{'o' * (i % 2)}" for i in range(12)
     ]
     (tmp_path / "d.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    options = FinetuneOptions(epochs=1, multi_label=True, baselines=("stride",))
+    args = FinetuneArguments(num_train_epochs=1, multi_label=True, baselines=("stride",))
     result = finetune(
         converted["bert-zh-mlm"].out,
         tmp_path / "d.csv",
         tmp_path / "d.csv",
         tmp_path / "m",
-        options=options,
+        args=args,
         base=str(base_models["bert-zh-mlm"]),
     )
     record = read_manifest(tmp_path / "m").finetune
@@ -300,13 +303,13 @@ def test_cli_finetune_and_its_errors(converted, base_models, tmp_path):
 
 def test_baselines_need_a_short_base(converted, tmp_path):
     train, evaluation = probe_files(tmp_path, 8, 4)
-    options = FinetuneOptions(epochs=1, baselines=("truncate",))
+    args = FinetuneArguments(num_train_epochs=1, baselines=("truncate",))
     with pytest.raises(LongzooError, match="the baselines need the short base model, not a Longformer"):
         finetune(
             converted["roberta-mlm"].out,
             train,
             evaluation,
             tmp_path / "o",
-            options=options,
+            args=args,
             base=str(converted["roberta-mlm"].out),
         )

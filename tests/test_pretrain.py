@@ -19,7 +19,8 @@ from longzoo.converters.sample_text import CHINESE
 from longzoo.data.packing import TokenizedDoc, pack
 from longzoo.evaluation.mlm import evaluate, load_mlm
 from longzoo.manifest import read_manifest
-from longzoo.training.pretrain import PretrainOptions, pretrain
+from longzoo.training.arguments import PretrainArguments
+from longzoo.training.pretrain import pretrain
 
 runner = CliRunner()
 
@@ -109,9 +110,18 @@ def test_eval_refuses_encoder_only(converted, zh_corpus):
 
 
 # ----------------------------------------------------------------------------- pretraining
-def options(**kw):
-    base = dict(max_steps=8, batch_size=2, grad_accum=1, lr=2e-3, warmup=0, save_steps=4, logging_steps=2, seq_len=64)
-    return PretrainOptions(**{**base, **kw})
+def arguments(**kw):
+    base = dict(
+        max_steps=8,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=1,
+        learning_rate=2e-3,
+        warmup_steps=0,
+        save_steps=4,
+        logging_steps=2,
+        seq_len=64,
+    )
+    return PretrainArguments(**{**base, **kw})
 
 
 def test_pretrain_lowers_held_out_loss_and_writes_a_stock_model(converted, zh_corpus, tmp_path):
@@ -123,7 +133,7 @@ def test_pretrain_lowers_held_out_loss_and_writes_a_stock_model(converted, zh_co
         [str(zh_corpus / "train.txt")],
         out,
         eval_corpora=[str(zh_corpus / "held.txt")],
-        options=options(max_steps=12),
+        args=arguments(max_steps=12),
     )
     assert result.steps == 12
     assert result.eval_after["loss"] < result.eval_before["loss"]
@@ -149,7 +159,7 @@ def test_encoder_only_gets_a_tied_head(converted, zh_corpus, tmp_path):
     from transformers import AutoModelForMaskedLM
 
     out = tmp_path / "pre"
-    pretrain(converted["bert-encoder"].out, [str(zh_corpus / "train.txt")], out, options=options(max_steps=2))
+    pretrain(converted["bert-encoder"].out, [str(zh_corpus / "train.txt")], out, args=arguments(max_steps=2))
     assert read_manifest(out).pretrain.new_lm_head is True
     model = AutoModelForMaskedLM.from_pretrained(out)
     assert model.lm_head.decoder.weight.data_ptr() == model.longformer.embeddings.word_embeddings.weight.data_ptr()
@@ -162,7 +172,7 @@ def test_global_attention_cls_trains_global_projections(converted, zh_corpus, tm
         converted["bert-zh-mlm"].out,
         [str(zh_corpus / "train.txt")],
         out,
-        options=options(max_steps=3, global_attention="cls"),
+        args=arguments(max_steps=3, global_attention="cls"),
     )
     weights = load_file(out / "model.safetensors")
     layer = "longformer.encoder.layer.0.attention.self."
@@ -179,7 +189,7 @@ def test_resume_after_a_kill_gives_the_same_weights(converted, zh_corpus, tmp_pa
 
     model_dir = converted["bert-zh-mlm"].out
     corpus = [str(zh_corpus / "train.txt")]
-    pretrain(model_dir, corpus, tmp_path / "straight", options=options())
+    pretrain(model_dir, corpus, tmp_path / "straight", args=arguments())
 
     class KillAfterSave(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
@@ -187,14 +197,14 @@ def test_resume_after_a_kill_gives_the_same_weights(converted, zh_corpus, tmp_pa
                 raise _Crash
 
     with pytest.raises(_Crash):
-        pretrain(model_dir, corpus, tmp_path / "killed", options=options(), callbacks=[KillAfterSave()])
+        pretrain(model_dir, corpus, tmp_path / "killed", args=arguments(), callbacks=[KillAfterSave()])
     checkpoints = tmp_path / "killed" / "checkpoints"
     # a second kill, in the middle of writing checkpoint-8: weights there, no trainer state
     shutil.copytree(checkpoints / "checkpoint-4", checkpoints / "checkpoint-8")
     (checkpoints / "checkpoint-8" / "trainer_state.json").unlink()
     assert not (tmp_path / "killed" / "model.safetensors").exists()  # no final model from a dead run
 
-    result = pretrain(model_dir, corpus, tmp_path / "killed", options=options(), resume=True)
+    result = pretrain(model_dir, corpus, tmp_path / "killed", args=arguments(), resume=True)
     assert result.steps == 8 and result.manifest.pretrain.resumed_from == 4
     assert (checkpoints / "checkpoint-8.incomplete").is_dir()
     straight = load_file(tmp_path / "straight" / "model.safetensors")
@@ -205,13 +215,13 @@ def test_resume_after_a_kill_gives_the_same_weights(converted, zh_corpus, tmp_pa
 
 def test_cache_is_reused(converted, zh_corpus, tmp_path, monkeypatch):
     out = tmp_path / "pre"
-    pretrain(converted["bert-zh-mlm"].out, [str(zh_corpus / "train.txt")], out, options=options(max_steps=1))
+    pretrain(converted["bert-zh-mlm"].out, [str(zh_corpus / "train.txt")], out, args=arguments(max_steps=1))
     assert len(list((out / "cache").glob("*.safetensors"))) == 1
     from longzoo.training import pretrain as module
 
     monkeypatch.setattr(module, "tokenize_documents", lambda *a, **k: pytest.fail("tokenized twice"))
     pretrain(
-        converted["bert-zh-mlm"].out, [str(zh_corpus / "train.txt")], out, options=options(max_steps=2), resume=True
+        converted["bert-zh-mlm"].out, [str(zh_corpus / "train.txt")], out, args=arguments(max_steps=2), resume=True
     )
 
 
@@ -342,3 +352,37 @@ def test_hub_dataset_stream_stops_at_the_budget(monkeypatch):
     docs = read_corpus("someone/long-docs:en", stream_char_budget=1000)
     assert calls == {"name": "someone/long-docs", "config": "en", "split": "train", "streaming": True}
     assert 1000 <= sum(len(d.text) for d in docs) < 1200 and docs[0].source == "someone/long-docs:en"
+
+
+# ----------------------------------------------------------------------------- one definition per setting
+def test_arguments_derive_again_what_a_copy_changes():
+    from longzoo.training.arguments import override
+
+    args = PretrainArguments(max_steps=2000)
+    assert (args.warmup_steps, args.save_steps, args.logging_steps, args.eval_steps) == (200, 200, 40, 400)
+    short = override(args, max_steps=100)  # dataclasses.replace alone would keep warmup 200 for 100 steps
+    assert (short.warmup_steps, short.save_steps, short.logging_steps, short.eval_steps) == (10, 10, 2, 20)
+    kept = override(args, max_steps=100, warmup_steps=50)  # a value given is never derived over
+    assert kept.warmup_steps == 50 and kept.per_device_eval_batch_size == kept.per_device_train_batch_size
+    assert args.recorded()["learning_rate"] == 3e-5 and "output_dir" not in args.recorded()
+
+
+@pytest.mark.parametrize(
+    ("command", "cls"),
+    [("pretrain", "PretrainArguments"), ("finetune", "FinetuneArguments")],
+)
+def test_cli_training_options_are_the_arguments_fields(command, cls):
+    """Every option of the command is a field of its arguments, or one of the few that are not settings."""
+    import dataclasses
+    import inspect
+
+    from longzoo.cli import training
+    from longzoo.training import arguments, defaults
+
+    fields = {f.name: f for f in dataclasses.fields(getattr(arguments, cls))}
+    not_settings = {"model_dir", "corpus", "out_dir", "eval_corpus", "resume", "force", "train", "eval_file", "base"}
+    table = defaults.PRETRAIN if command == "pretrain" else defaults.FINETUNE
+    for name, parameter in inspect.signature(getattr(training, command)).parameters.items():
+        assert name in fields or name in not_settings, f"--{name} of {command} is not a field of {cls}"
+        if name in fields and name in table:  # the CLI shows the default the arguments use
+            assert parameter.default == table[name] == fields[name].default

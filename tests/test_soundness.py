@@ -27,7 +27,8 @@ from longzoo.converters.sample_text import CHINESE
 from longzoo.errors import LongzooError
 from longzoo.manifest import read_manifest
 from longzoo.outputs import output_lock, staged_output
-from longzoo.training.pretrain import PretrainOptions, pretrain
+from longzoo.training.arguments import PretrainArguments
+from longzoo.training.pretrain import pretrain
 from longzoo.weights import NonFiniteError
 
 runner = CliRunner()
@@ -41,9 +42,18 @@ def corpus(tmp_path_factory) -> Path:
     return path
 
 
-def options(**kw) -> PretrainOptions:
-    base = dict(max_steps=2, batch_size=2, grad_accum=1, lr=1e-3, warmup=0, save_steps=1, logging_steps=1, seq_len=64)
-    return PretrainOptions(**{**base, **kw})
+def arguments(**kw) -> PretrainArguments:
+    base = dict(
+        max_steps=2,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=1,
+        learning_rate=1e-3,
+        warmup_steps=0,
+        save_steps=1,
+        logging_steps=1,
+        seq_len=64,
+    )
+    return PretrainArguments(**{**base, **kw})
 
 
 def one_error_line(result, fragment: str = "") -> str:
@@ -90,7 +100,9 @@ def test_a_new_mlm_head_is_initialised_in_poisoned_memory(converted):
 
 def test_pretraining_an_encoder_only_base_starts_near_uniform_loss(converted, corpus, tmp_path):
     out = tmp_path / "pre"
-    result = pretrain(converted["bert-encoder"].out, [str(corpus)], out, options=options(max_steps=1, lr=1e-5))
+    result = pretrain(
+        converted["bert-encoder"].out, [str(corpus)], out, args=arguments(max_steps=1, learning_rate=1e-5)
+    )
     first = result.manifest.pretrain.loss_curve.train[0][1]
     from transformers import AutoConfig
 
@@ -114,11 +126,11 @@ class _PoisonAfter(TrainerCallback):
 def test_training_stops_at_the_first_non_finite_loss_and_keeps_the_checkpoint(converted, corpus, tmp_path):
     out = tmp_path / "pre"
     with pytest.raises(NonFiniteError, match=r"step 2: the training loss .* --resume"):
-        pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, options=options(), callbacks=[_PoisonAfter(1)])
+        pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, args=arguments(), callbacks=[_PoisonAfter(1)])
     assert not (out / "model.safetensors").exists() and not (out / "longzoo.json").exists()
     checkpoint = out / "checkpoints" / "checkpoint-1"
     assert all(torch.isfinite(t).all() for t in load_file(checkpoint / "model.safetensors").values())
-    resumed = pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, options=options(), resume=True)
+    resumed = pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, args=arguments(), resume=True)
     assert resumed.steps == 2 and resumed.manifest.pretrain.resumed_from == 1
 
 
@@ -129,7 +141,7 @@ def test_a_non_finite_gradient_stops_before_the_update(converted, corpus, tmp_pa
 
     with pytest.raises(NonFiniteError, match="step 1: the training gradient norm is not finite"):
         pretrain(
-            converted["bert-zh-mlm"].out, [str(corpus)], tmp_path / "o", options=options(), callbacks=[NanGradient()]
+            converted["bert-zh-mlm"].out, [str(corpus)], tmp_path / "o", args=arguments(), callbacks=[NanGradient()]
         )
 
 
@@ -166,7 +178,13 @@ def test_accumulation_gives_the_weights_and_loss_of_one_big_batch(converted, cor
             model_dir,
             [str(corpus)],
             tmp_path / name,
-            options=options(max_steps=2, batch_size=batch, grad_accum=accum, lr=1e-3, max_grad_norm=0.0),
+            args=arguments(
+                max_steps=2,
+                per_device_train_batch_size=batch,
+                gradient_accumulation_steps=accum,
+                learning_rate=1e-3,
+                max_grad_norm=0.0,
+            ),
         )
         runs[name] = (result, load_file(tmp_path / name / "model.safetensors"))
     (big, big_weights), (acc, acc_weights) = runs["big"], runs["accumulated"]
@@ -186,7 +204,7 @@ def test_logged_loss_does_not_grow_with_accumulation(converted, corpus, tmp_path
             model_dir,
             [str(corpus)],
             tmp_path / f"a{accum}",
-            options=options(max_steps=1, batch_size=1, grad_accum=accum),
+            args=arguments(max_steps=1, per_device_train_batch_size=1, gradient_accumulation_steps=accum),
         )
         first.append(result.manifest.pretrain.loss_curve.train[0][1])
     assert first[1] == pytest.approx(first[0], rel=0.25)  # was 4x before the fix
@@ -251,7 +269,7 @@ def test_one_run_per_output_folder(base_models, corpus, converted, tmp_path):
         with pytest.raises(LongzooError, match="another longzoo run is writing this folder"):
             convert(str(base_models["bert-zh-mlm"]), MAX_POS, out, attention_window=WINDOW)
         with pytest.raises(LongzooError, match="another longzoo run is writing this folder"):
-            pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, options=options())
+            pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, args=arguments())
     assert not out.exists()
 
 
@@ -347,7 +365,7 @@ def test_a_model_without_tokenizer_files_is_refused(converted, corpus, tmp_path)
 
 def test_a_truncated_optimizer_state_is_not_a_checkpoint(converted, corpus, tmp_path):
     out = tmp_path / "pre"
-    pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, options=options(max_steps=2))
+    pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, args=arguments(max_steps=2))
     newest = out / "checkpoints" / "checkpoint-2" / "optimizer.pt"
     newest.write_bytes(newest.read_bytes()[:100])
     from longzoo.training.checkpoints import latest_complete_checkpoint
@@ -372,12 +390,12 @@ def test_resuming_a_run_killed_in_its_final_save_runs_no_extra_step(converted, c
     with monkeypatch.context() as patch:
         patch.setattr(module, "_publish", killed)
         with pytest.raises(KeyboardInterrupt):
-            pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, options=options(max_steps=3))
+            pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, args=arguments(max_steps=3))
     result = pretrain(
         converted["bert-zh-mlm"].out,
         [str(corpus)],
         out,
-        options=options(max_steps=3),
+        args=arguments(max_steps=3),
         resume=True,
         callbacks=[Counter()],
     )
@@ -388,7 +406,7 @@ def test_resuming_a_run_killed_in_its_final_save_runs_no_extra_step(converted, c
 # ----------------------------------------------------------------------------- 5. honest records
 def test_a_pretrained_encoder_only_card_tells_the_truth(converted, tmp_path):
     out = tmp_path / "pre"
-    pretrain(converted["bert-encoder"].out, ["peoples-daily-1998"], out, options=options(max_steps=1))
+    pretrain(converted["bert-encoder"].out, ["peoples-daily-1998"], out, args=arguments(max_steps=1))
     card = (out / "README.md").read_text(encoding="utf-8")
     manifest = read_manifest(out)
     meta = card.split("---")[1]
@@ -555,7 +573,7 @@ def test_a_manifest_missing_a_section_is_one_line(converted, tmp_path):
 
 
 def test_bf16_pretraining_runs_on_a_cpu(converted, corpus, tmp_path):
-    result = pretrain(converted["bert-zh-mlm"].out, [str(corpus)], tmp_path / "o", options=options(bf16=True))
+    result = pretrain(converted["bert-zh-mlm"].out, [str(corpus)], tmp_path / "o", args=arguments(bf16=True))
     assert result.steps == 2 and math.isfinite(result.train_loss)
     assert all(t.dtype == torch.float32 for t in load_file(tmp_path / "o" / "model.safetensors").values())
 
@@ -582,10 +600,10 @@ def test_a_pretraining_run_that_fails_before_its_first_checkpoint_leaves_nothing
     out = tmp_path / "pre"
     if not torch.cuda.is_available():
         with pytest.raises(LongzooError, match="--fp16 needs a CUDA GPU"):
-            pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, options=options(fp16=True))
+            pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, args=arguments(fp16=True))
         assert not out.exists()
     with pytest.raises(NonFiniteError, match="step 1"):
-        pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, options=options(), callbacks=[_PoisonAfter(0)])
+        pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, args=arguments(), callbacks=[_PoisonAfter(0)])
     assert not out.exists()  # nothing to resume, so the folder it made is gone
 
 
@@ -687,6 +705,6 @@ def test_a_language_given_as_one_string_is_one_code(converted, tmp_path):
 
 def test_pretraining_into_a_folder_whose_parents_do_not_exist_yet(converted, corpus, tmp_path):
     out = tmp_path / "runs" / "zh" / "pre"
-    result = pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, options=options(max_steps=1))
+    result = pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, args=arguments(max_steps=1))
     assert result.steps == 1 and (out / "model.safetensors").is_file()
     assert [p.name for p in out.parent.iterdir()] == ["pre"]  # no lock file or staging left beside it

@@ -21,6 +21,7 @@ from longzoo.data.corpus import BUILTIN
 from longzoo.data.masking import WWM_MODES
 from longzoo.errors import LongzooError
 from longzoo.manifest import read_manifest
+from longzoo.training.arguments import PretrainArguments
 from longzoo.zoo import RECIPES, LongformerZh, get_recipe, load, register, unregister
 from longzoo.zoo.build import build
 
@@ -34,8 +35,11 @@ def test_recipe_is_consistent(name):
     assert recipe.family in ADAPTERS
     assert recipe.attention_window % 2 == 0 and recipe.max_positions % recipe.attention_window == 0
     assert recipe.license in HUB_LICENSES and recipe.languages
-    assert recipe.position_init in MODES and recipe.pretrain.wwm in WWM_MODES
-    assert recipe.pretrain.steps > 0 and recipe.pretrain.lr > 0 and recipe.pretrain.source
+    assert recipe.position_init in MODES and recipe.pretrain.source
+    # the settings are PretrainArguments overrides: every name a field, every value inside its bounds
+    args = PretrainArguments(**recipe.pretrain.settings)
+    assert args.max_steps == recipe.pretrain.steps > 0 and args.learning_rate > 0 and args.wwm in WWM_MODES
+    assert args.seq_len is None or args.seq_len <= recipe.max_positions
     corpus = recipe.pretrain.corpus
     assert corpus in BUILTIN or re.fullmatch(r"[\w.-]+/[\w.-]+(:[\w.-]+)?", corpus)
     assert re.fullmatch(r"[\w.-]+/[\w.-]+", recipe.base)
@@ -51,7 +55,10 @@ def test_required_entries_exist():
         "minilm-4096",
     } <= set(RECIPES)
     assert any(r.max_positions in (8192, 16384) for r in RECIPES.values())
-    assert RECIPES["roberta-zh-4096"].pretrain.wwm == "jieba" and RECIPES["distilroberta-2048"].attention_window == 512
+    assert (
+        RECIPES["roberta-zh-4096"].pretrain.settings["wwm"] == "jieba"
+        and RECIPES["distilroberta-2048"].attention_window == 512
+    )
 
 
 def test_register_rejects_duplicates():
@@ -78,11 +85,10 @@ def tiny_recipe(base_models, tmp_path):
         "test-tiny-256",
         base_models["bert-zh-mlm"],
         str(corpus),
-        steps=3,
-        batch_size=2,
-        lr=1e-3,
+        max_steps=3,
+        per_device_train_batch_size=2,
+        learning_rate=1e-3,
         wwm="jieba",
-        source="test",
     )
     yield recipe, corpus
     unregister(recipe.name)

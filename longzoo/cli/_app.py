@@ -114,8 +114,30 @@ AttentionOption = Annotated[
 ]
 WwmOption = Annotated[Wwm, typer.Option("--wwm", help="Whole-word masking: auto, jieba or none.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Random seed (data order, masks, new heads).")]
-LrOption = Annotated[float, typer.Option("--lr", help="Peak learning rate (linear schedule).")]
-GradAccumOption = Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")]
+# Training options are the fields of longzoo's TrainingArguments, by the same names; the
+# short spellings people type are aliases of transformers' long ones.
+LrOption = Annotated[float, typer.Option("--lr", "--learning-rate", help="Peak learning rate (linear schedule).")]
+GradAccumOption = Annotated[
+    int, typer.Option("--grad-accum", "--gradient-accumulation-steps", help="Micro-batches per optimizer step.")
+]
+BatchSizeOption = Annotated[
+    int, typer.Option("--batch-size", "--per-device-train-batch-size", help="Sequences per device per micro-batch.")
+]
+
+
+def training_arguments(cls, values: dict):
+    """``cls`` (a TrainingArguments subclass) from the command's parameters named after its fields."""
+    import dataclasses
+    from enum import Enum
+
+    def plain(value):
+        if isinstance(value, Enum):
+            return value.value
+        return tuple(plain(v) for v in value) if isinstance(value, list) else value
+
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    return cls(**{name: plain(value) for name, value in values.items() if name in names and value is not None})
+
 
 app = typer.Typer(
     name="longzoo",

@@ -10,6 +10,7 @@ import typer
 from longzoo.choices import Attention, Baseline, GlobalAttention, Task, Wwm
 from longzoo.cli._app import (
     AttentionOption,
+    BatchSizeOption,
     ForceOption,
     GradAccumOption,
     LrOption,
@@ -20,7 +21,9 @@ from longzoo.cli._app import (
     out,
     print_eval_change,
     steps_log,
+    training_arguments,
 )
+from longzoo.training.defaults import FINETUNE, PRETRAIN
 
 
 @app.command(
@@ -35,26 +38,30 @@ def pretrain(
     seq_len: Annotated[
         Optional[int], typer.Option("--seq-len", help="Tokens per sequence; default: the model's length.")
     ] = None,
-    max_steps: Annotated[int, typer.Option("--max-steps", help="Optimizer steps.")] = 1000,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per device per micro-batch.")] = 1,
-    grad_accum: GradAccumOption = 8,
-    lr: LrOption = 3e-5,
-    warmup: Annotated[Optional[int], typer.Option("--warmup", help="Warmup steps; default min(500, steps/10).")] = None,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Optimizer steps.")] = PRETRAIN["max_steps"],
+    per_device_train_batch_size: BatchSizeOption = PRETRAIN["per_device_train_batch_size"],
+    gradient_accumulation_steps: GradAccumOption = PRETRAIN["gradient_accumulation_steps"],
+    learning_rate: LrOption = PRETRAIN["learning_rate"],
+    warmup_steps: Annotated[
+        Optional[int], typer.Option("--warmup", "--warmup-steps", help="Warmup steps; default min(500, steps/10).")
+    ] = None,
     wwm: WwmOption = Wwm.auto,
-    mlm_prob: Annotated[float, typer.Option("--mlm-prob", help="Share of tokens to predict.")] = 0.15,
+    mlm_probability: Annotated[
+        float, typer.Option("--mlm-prob", "--mlm-probability", help="Share of tokens to predict.")
+    ] = PRETRAIN["mlm_probability"],
     eval_corpus: Annotated[
         Optional[list[str]], typer.Option("--eval-corpus", help="Held-out text, evaluated before and after.")
     ] = None,
     bf16: Annotated[bool, typer.Option("--bf16", metavar="", help="bfloat16 mixed precision.")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", metavar="", help="float16 mixed precision.")] = False,
-    gradient_checkpointing: Annotated[
+    activation_checkpointing: Annotated[
         bool, typer.Option("--gradient-checkpointing", metavar="", help="Recompute activations to save memory.")
     ] = False,
     resume: Annotated[
         bool, typer.Option("--resume", metavar="", help="Continue from the newest complete checkpoint.")
     ] = False,
     force: ForceOption = False,
-    seed: SeedOption = 42,
+    seed: SeedOption = PRETRAIN["seed"],
     global_attention: Annotated[
         GlobalAttention, typer.Option("--global-attention", help="Train with global attention on [CLS] / <s>.")
     ] = GlobalAttention.none,
@@ -64,29 +71,12 @@ def pretrain(
 ) -> None:
     """Continue MLM pretraining on long documents (Trainer; works under torchrun / accelerate)."""
     from longzoo.progress import Steps
-    from longzoo.training.pretrain import PretrainOptions
+    from longzoo.training.arguments import PretrainArguments
     from longzoo.training.pretrain import pretrain as run_pretrain
 
     no_library_bars()
 
-    options = PretrainOptions(
-        seq_len=seq_len,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        lr=lr,
-        warmup=warmup,
-        wwm=wwm.value,
-        mlm_prob=mlm_prob,
-        bf16=bf16,
-        fp16=fp16,
-        gradient_checkpointing=gradient_checkpointing,
-        seed=seed,
-        global_attention=global_attention.value,
-        save_steps=save_steps,
-        logging_steps=logging_steps,
-        attention=attention.value,
-    )
+    args = training_arguments(PretrainArguments, locals())
     result = run_pretrain(
         model_dir,
         corpus,
@@ -94,7 +84,7 @@ def pretrain(
         eval_corpora=eval_corpus,
         resume=resume,
         force=force,
-        options=options,
+        args=args,
         steps=Steps(None, log=steps_log),
     )
     if result.manifest:
@@ -123,11 +113,13 @@ def finetune(
     max_len: Annotated[
         Optional[int], typer.Option("--max-len", help="Tokens the long model reads; default: its length.")
     ] = None,
-    epochs: Annotated[float, typer.Option("--epochs", help="Passes over the training file.")] = 3.0,
-    lr: LrOption = 3e-5,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Documents per micro-batch.")] = 4,
-    grad_accum: GradAccumOption = 1,
-    baseline: Annotated[
+    num_train_epochs: Annotated[
+        float, typer.Option("--epochs", "--num-train-epochs", help="Passes over the training file.")
+    ] = FINETUNE["num_train_epochs"],
+    learning_rate: LrOption = FINETUNE["learning_rate"],
+    per_device_train_batch_size: BatchSizeOption = FINETUNE["per_device_train_batch_size"],
+    gradient_accumulation_steps: GradAccumOption = FINETUNE["gradient_accumulation_steps"],
+    baselines: Annotated[
         Optional[list[Baseline]], typer.Option("--baseline", help="Short-model baseline; repeatable, trained alike.")
     ] = None,
     base: Annotated[
@@ -142,37 +134,22 @@ def finetune(
     max_chunks: Annotated[
         Optional[int], typer.Option("--max-chunks", help="stride: chunks per document; default: cover --max-len.")
     ] = None,
-    baseline_lr: Annotated[Optional[float], typer.Option("--baseline-lr", help="Default: --lr.")] = None,
-    seed: SeedOption = 42,
+    baseline_learning_rate: Annotated[
+        Optional[float], typer.Option("--baseline-lr", "--baseline-learning-rate", help="Default: --lr.")
+    ] = None,
+    seed: SeedOption = FINETUNE["seed"],
     attention: AttentionOption = Attention.fast,
     force: ForceOption = False,
 ) -> None:
     """Fine-tune for long-document classification, with truncate / stride baselines in one table."""
     from longzoo.progress import Steps
-    from longzoo.training.finetune import FinetuneOptions
+    from longzoo.training.arguments import FinetuneArguments
     from longzoo.training.finetune import finetune as run_finetune
 
     no_library_bars()
-    options = FinetuneOptions(
-        task=task.value,
-        text_field=text_field,
-        label_field=label_field,
-        multi_label=multi_label,
-        max_len=max_len,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        seed=seed,
-        baselines=tuple(b.value for b in baseline or ()),
-        chunk_len=chunk_len,
-        chunk_overlap=chunk_overlap,
-        max_chunks=max_chunks,
-        baseline_lr=baseline_lr,
-        attention=attention.value,
-    )
+    args = training_arguments(FinetuneArguments, locals())
     result = run_finetune(
-        model_dir, train, eval_file, out_dir, options=options, base=base, force=force, steps=Steps(None, log=steps_log)
+        model_dir, train, eval_file, out_dir, args=args, base=base, force=force, steps=Steps(None, log=steps_log)
     )
     out.print("| model | tokens | accuracy | macro F1 | micro F1 |", highlight=False)
     out.print("|---|---|---|---|---|", highlight=False)

@@ -16,68 +16,24 @@ the card.  Baseline weights are not kept: their role is the comparison.
 from __future__ import annotations
 
 import hashlib
-import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from longzoo.cards.render import check_records
-from longzoo.choices import Attention, Baseline, Task
 from longzoo.converters.adapters import usable_positions
 from longzoo.data.documents import LabelledDocument, is_multi_label, label_names, read_documents
 from longzoo.errors import LongzooError
 from longzoo.evaluation.classification import metrics_for_trainer
 from longzoo.manifest import add_step, read_manifest, write_manifest
 from longzoo.models.folders import copy_tokenizer, load_tokenizer, longformer_config, model_config
-from longzoo.numbers import require_int, require_number
 from longzoo.outputs import check_output, staged_output
 from longzoo.progress import Steps
 from longzoo.quiet import quiet_transformers
 from longzoo.records import FileRecord, FinetuneRecord, Manifest
+from longzoo.training.arguments import FinetuneArguments, override
 from longzoo.weights import require_finite
-
-
-@dataclass(frozen=True)
-class FinetuneOptions:
-    """Everything that shapes a run; stored in the manifest as given."""
-
-    task: str = "classification"
-    text_field: str = "text"
-    label_field: str = "label"
-    multi_label: bool = False
-    max_len: int | None = None  # tokens the long model reads; default: all its positions
-    epochs: float = 3.0
-    lr: float = 3e-5
-    batch_size: int = 4
-    grad_accum: int = 1
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 42
-    baselines: tuple[str, ...] = ()
-    chunk_len: int | None = None  # stride: tokens per chunk; default: the short model's length
-    chunk_overlap: int | None = None  # stride: default a quarter of the chunk
-    max_chunks: int | None = None  # stride: default enough to cover max_len
-    baseline_lr: float | None = None  # default: lr
-    attention: str = "fast"
-
-    def validate(self) -> None:
-        Task.require("--task", self.task)
-        for name in ("batch_size", "grad_accum"):
-            require_int(name, getattr(self, name), low=1, high=2**20)
-        require_int("max_len", self.max_len, low=8, optional=True)
-        require_int("chunk_len", self.chunk_len, low=1, optional=True)
-        require_int("chunk_overlap", self.chunk_overlap, low=0, optional=True)
-        require_int("max_chunks", self.max_chunks, low=1, optional=True)
-        require_int("seed", self.seed, low=0, high=2**32 - 1)
-        require_number("epochs", self.epochs, low=0.0, high=10_000.0, open_low=True)
-        require_number("lr", self.lr, low=0.0, high=1.0, open_low=True)
-        require_number("baseline_lr", self.baseline_lr, low=0.0, high=1.0, open_low=True, optional=True)
-        require_number("warmup_ratio", self.warmup_ratio, low=0.0, high=1.0, open_high=True)
-        require_number("weight_decay", self.weight_decay, low=0.0, high=1.0)
-        for baseline in self.baselines:
-            Baseline.require("--baseline", baseline)
-        Attention.require("--attention", self.attention)
 
 
 @dataclass
@@ -93,7 +49,7 @@ def finetune(
     eval_file: str | Path,
     out: str | Path,
     *,
-    options: FinetuneOptions | None = None,
+    args: FinetuneArguments | None = None,
     base: str | None = None,
     force: bool = False,
     steps: Steps | None = None,
@@ -103,48 +59,47 @@ def finetune(
     ``base`` names the short model of the baselines (default: the base recorded in the
     folder's ``longzoo.json``).  Writes ``out`` all at once when everything succeeded.
     """
-    options = options or FinetuneOptions()
-    options.validate()
+    args = args or FinetuneArguments()  # checked when it was made
     steps = steps or Steps()
     model_dir = Path(model_dir).expanduser()
     config = longformer_config(model_dir)
     tokenizer = load_tokenizer(model_dir, config)
     check_records(model_dir)  # a broken manifest fails now, not after training
     positions = usable_positions(config)
-    max_len = options.max_len or positions
+    max_len = args.max_len or positions
     if max_len > positions:
         raise LongzooError(f"--max-len {max_len} is above the model's {positions} positions")
-    read = dict(text_field=options.text_field, label_field=options.label_field, multi_label=options.multi_label)
+    read = dict(text_field=args.text_field, label_field=args.label_field, multi_label=args.multi_label)
     train_docs, eval_docs = read_documents(train_file, **read), read_documents(eval_file, **read)
     names = label_names(train_docs, eval_docs)
-    multi = options.multi_label or is_multi_label(train_docs, eval_docs)
-    short = _short_model(model_dir, base, options, max_len) if options.baselines else None
+    multi = args.multi_label or is_multi_label(train_docs, eval_docs)
+    short = _short_model(model_dir, base, args, max_len) if args.baselines else None
     inputs = [model_dir, train_file, eval_file, *([short.folder] if short else [])]
     check_output(Path(out).expanduser().absolute(), force, inputs)  # fail before hours of training
 
     import torch
 
-    torch.manual_seed(options.seed)
+    torch.manual_seed(args.seed)
     task = _Task(
         train_docs, eval_docs, names, multi, _targets(train_docs, names, multi), _targets(eval_docs, names, multi)
     )
     results = {}
     with tempfile.TemporaryDirectory(prefix="longzoo-finetune-") as scratch:
         with steps.step(f"Fine-tuning the long model ({max_len} tokens)"):
-            model, results["long"] = _train_long(model_dir, tokenizer, task, max_len, options, scratch, steps)
-        for baseline in options.baselines:
+            model, results["long"] = _train_long(model_dir, tokenizer, task, max_len, args, scratch, steps)
+        for baseline in args.baselines:
             with steps.step(f"Baseline: {baseline}"):
                 train = _train_truncate if baseline == "truncate" else _train_stride
-                results[baseline] = train(short, task, max_len, options, scratch, steps)
+                results[baseline] = train(short, task, max_len, args, scratch, steps)
     record = FinetuneRecord(
-        task=options.task,
+        task=args.task,
         multi_label=multi,
         labels=names,
         train=_file_record(train_file, train_docs),
         eval=_file_record(eval_file, eval_docs),
         max_len=max_len,
         baseline_model=_display_name(short.name) if short else None,
-        options={**asdict(options), "baselines": list(options.baselines)},
+        options=args.recorded(),
         results=results,
         architecture=type(model).__name__,
     )
@@ -182,7 +137,7 @@ class _ShortModel:
     max_chunks: int
 
 
-def _short_model(model_dir: Path, base: str | None, options: FinetuneOptions, max_len: int) -> _ShortModel:
+def _short_model(model_dir: Path, base: str | None, args: FinetuneArguments, max_len: int) -> _ShortModel:
     """Resolve and check everything the baselines need, before any training starts."""
     from longzoo.models.stride import chunk_spans
 
@@ -192,15 +147,15 @@ def _short_model(model_dir: Path, base: str | None, options: FinetuneOptions, ma
         raise LongzooError(f"{base or folder}: the baselines need the short base model, not a Longformer")
     tokenizer = load_tokenizer(folder, config)
     length = min(usable_positions(config), tokenizer.model_max_length)
-    chunk_len = options.chunk_len or length
+    chunk_len = args.chunk_len or length
     if not tokenizer.num_special_tokens_to_add() < chunk_len <= length:
         raise LongzooError(f"--chunk-len must be between 3 and the short model's {length} tokens")
     room = chunk_len - tokenizer.num_special_tokens_to_add()
-    overlap = options.chunk_overlap if options.chunk_overlap is not None else room // 4
+    overlap = args.chunk_overlap if args.chunk_overlap is not None else room // 4
     if not 0 <= overlap < room:
         raise LongzooError(f"--chunk-overlap must be between 0 and {room - 1}")
     content = max_len - tokenizer.num_special_tokens_to_add()  # the text the long model reads
-    max_chunks = options.max_chunks or len(chunk_spans(content, room, overlap))
+    max_chunks = args.max_chunks or len(chunk_spans(content, room, overlap))
     return _ShortModel(name, folder, tokenizer, length, chunk_len, overlap, max_chunks)
 
 
@@ -257,39 +212,14 @@ def _sequence_examples(tokenizer, docs, targets, length: int) -> list[dict]:
     return [{"input_ids": wrap(doc), "labels": target.tolist()} for doc, target in zip(ids, targets, strict=True)]
 
 
-def _train_and_score(model, train_set, eval_set, collate, multi, lr, options, scratch, steps) -> dict:
+def _train_and_score(model, train_set, eval_set, collate, multi, lr, args, scratch, steps) -> dict:
     """Train with transformers' Trainer, then score the evaluation documents."""
-    import torch
-    from transformers import PrinterCallback, TrainingArguments
+    from transformers import PrinterCallback
 
     from longzoo.training.callbacks import StepsCallback
     from longzoo.training.trainer import LongzooTrainer
 
-    batches = math.ceil(len(train_set) / options.batch_size)
-    total_steps = max(1, math.ceil(batches / options.grad_accum * options.epochs))
-    args = TrainingArguments(
-        output_dir=str(Path(scratch) / "trainer"),
-        num_train_epochs=options.epochs,
-        per_device_train_batch_size=options.batch_size,
-        per_device_eval_batch_size=options.batch_size,
-        gradient_accumulation_steps=options.grad_accum,
-        learning_rate=lr,
-        warmup_steps=int(options.warmup_ratio * total_steps),
-        weight_decay=options.weight_decay,
-        lr_scheduler_type="linear",
-        logging_steps=max(1, total_steps // 10),
-        save_strategy="no",
-        eval_strategy="no",
-        seed=options.seed,
-        data_seed=options.seed,
-        report_to=[],
-        dataloader_num_workers=0,
-        dataloader_pin_memory=False,
-        disable_tqdm=True,
-        logging_nan_inf_filter=False,
-        use_cpu=not torch.cuda.is_available(),
-        remove_unused_columns=False,
-    )
+    args = override(args, output_dir=str(Path(scratch) / "trainer"), learning_rate=lr)
     trainer = LongzooTrainer(
         model=model,
         args=args,
@@ -309,12 +239,12 @@ def _train_and_score(model, train_set, eval_set, collate, multi, lr, options, sc
     return {**metrics, "train_loss": round(output.training_loss, 4), "train_seconds": round(seconds, 1)}
 
 
-def _train_long(model_dir, tokenizer, task: _Task, max_len, options, scratch, steps):
+def _train_long(model_dir, tokenizer, task: _Task, max_len, args, scratch, steps):
     from transformers import set_seed
 
     from longzoo.models.loading import load
 
-    set_seed(options.seed)
+    set_seed(args.seed)
     with quiet_transformers():  # the new classification head is expected
         model = load(
             model_dir,
@@ -323,12 +253,12 @@ def _train_long(model_dir, tokenizer, task: _Task, max_len, options, scratch, st
             problem_type=task.problem_type,
             id2label=dict(enumerate(task.names)),
             label2id={name: i for i, name in enumerate(task.names)},
-            fast_attention=options.attention == "fast",
+            fast_attention=args.attention == "fast",
         )
     train_set = _sequence_examples(tokenizer, task.train_docs, task.train_targets, max_len)
     eval_set = _sequence_examples(tokenizer, task.eval_docs, task.eval_targets, max_len)
     metrics = _train_and_score(
-        model, train_set, eval_set, _pad_batch(tokenizer), task.multi, options.lr, options, scratch, steps
+        model, train_set, eval_set, _pad_batch(tokenizer), task.multi, args.learning_rate, args, scratch, steps
     )
     return model, {**metrics, "tokens": max_len, **_coverage(eval_set, max_len)}
 
@@ -337,23 +267,23 @@ def _coverage(eval_set, length: int) -> dict:
     return {"eval_documents_cut": sum(len(f["input_ids"]) >= length for f in eval_set)}
 
 
-def _train_truncate(short: _ShortModel, task: _Task, max_len, options, scratch, steps):
+def _train_truncate(short: _ShortModel, task: _Task, max_len, args, scratch, steps):
     from transformers import AutoModelForSequenceClassification, set_seed
 
-    set_seed(options.seed)
+    set_seed(args.seed)
     with quiet_transformers():
         model = AutoModelForSequenceClassification.from_pretrained(
             short.folder, num_labels=len(task.names), problem_type=task.problem_type
         )
     train_set = _sequence_examples(short.tokenizer, task.train_docs, task.train_targets, short.length)
     eval_set = _sequence_examples(short.tokenizer, task.eval_docs, task.eval_targets, short.length)
-    lr = options.baseline_lr or options.lr
+    lr = args.baseline_learning_rate or args.learning_rate
     collate = _pad_batch(short.tokenizer)
-    metrics = _train_and_score(model, train_set, eval_set, collate, task.multi, lr, options, scratch, steps)
+    metrics = _train_and_score(model, train_set, eval_set, collate, task.multi, lr, args, scratch, steps)
     return {**metrics, "tokens": short.length, **_coverage(eval_set, short.length)}
 
 
-def _train_stride(short: _ShortModel, task: _Task, max_len, options, scratch, steps):
+def _train_stride(short: _ShortModel, task: _Task, max_len, args, scratch, steps):
     import torch
     from transformers import AutoModel, set_seed
 
@@ -384,14 +314,14 @@ def _train_stride(short: _ShortModel, task: _Task, max_len, options, scratch, st
         labels = torch.stack([f["labels"] for f in features])
         return {"input_ids": ids, "attention_mask": mask, "chunk_mask": chunk_mask, "labels": labels}
 
-    set_seed(options.seed)
+    set_seed(args.seed)
     with quiet_transformers():
         encoder = AutoModel.from_pretrained(short.folder, add_pooling_layer=False)
     model = ChunkStrideClassifier(encoder, len(task.names), max_chunks=short.max_chunks, multi_label=task.multi)
     train_set = examples(task.train_docs, task.train_targets)
     eval_set = examples(task.eval_docs, task.eval_targets)
-    lr = options.baseline_lr or options.lr
-    metrics = _train_and_score(model, train_set, eval_set, collate, task.multi, lr, options, scratch, steps)
+    lr = args.baseline_learning_rate or args.learning_rate
+    metrics = _train_and_score(model, train_set, eval_set, collate, task.multi, lr, args, scratch, steps)
     room = short.chunk_len - tokenizer.num_special_tokens_to_add()
     covered = (short.max_chunks - 1) * (room - short.chunk_overlap) + room
     return {

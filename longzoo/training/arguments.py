@@ -1,0 +1,210 @@
+"""Training settings: transformers' ``TrainingArguments`` with longzoo's fields and defaults.
+
+One definition per setting.  The CLI's options are these fields (same names, with short
+aliases such as ``--lr``), the zoo's recipes store overrides of them, and the manifest
+records them; nothing maps one set of names onto another.  As in sentence-transformers,
+the subclass adds the task's own fields (masking, global attention, baselines) and sets the
+defaults of the recipe it implements, so ``Trainer`` receives the object as it is.
+
+Some defaults depend on other settings (warmup and checkpoint intervals on ``max_steps``);
+a field left ``None`` is derived in ``__post_init__``, and :func:`override` derives it again
+when a copy changes what it depends on — plain ``dataclasses.replace`` would carry the old
+value over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from longzoo.choices import Attention, Baseline, GlobalAttention, Task, Wwm
+from longzoo.errors import LongzooError
+from longzoo.numbers import require_int, require_number
+from longzoo.training.defaults import FINETUNE, PRETRAIN
+
+# Not kept in records: where this machine put things, and what its hardware decided.
+_MACHINE_FIELDS = frozenset({"output_dir", "logging_dir", "use_cpu", "ddp_backend", "hub_token", "push_to_hub_token"})
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@dataclass
+class LongzooArguments(TrainingArguments):
+    """What every longzoo training run shares."""
+
+    output_dir: str | None = None  # set by the command: OUT/checkpoints, or a scratch folder
+    attention: str = field(default="fast", metadata={"help": "fast (exact, blocked SDPA) or transformers' reference"})
+    report_to: None | str | list[str] = "none"
+    logging_nan_inf_filter: bool = False  # a NaN loss stops the run (LongzooTrainer); never average it away
+    dataloader_num_workers: int = 0  # masks follow the dataset's epoch, which is set in this process
+    dataloader_pin_memory: bool = False
+    disable_tqdm: bool | None = True  # StepsCallback prints the progress lines
+    per_device_eval_batch_size: int | None = None  # default: the training batch size
+    data_seed: int | None = None  # default: seed
+
+    _AUTO = ("per_device_eval_batch_size", "data_seed")  # fields derived when left None
+
+    def __post_init__(self):
+        self.check()  # one error line naming the option, before transformers' own checks
+        self._derived = tuple(name for name in self._AUTO if getattr(self, name) is None)
+        self.derive()
+        # Without CUDA, transformers runs bf16 autocast, and a torchrun launch (accelerate's
+        # MULTI_CPU over gloo), only with use_cpu.
+        self.use_cpu = self.use_cpu or not _cuda()
+        super().__post_init__()
+
+    def check(self) -> None:
+        require_int("per_device_train_batch_size", self.per_device_train_batch_size, low=1, high=2**20)
+        require_int("gradient_accumulation_steps", self.gradient_accumulation_steps, low=1, high=2**20)
+        require_int("seed", self.seed, low=0, high=2**32 - 1)
+        require_number("learning_rate", self.learning_rate, low=0.0, high=1.0, open_low=True)
+        require_number("weight_decay", self.weight_decay, low=0.0, high=1.0)
+        Attention.require("--attention", self.attention)
+        if self.bf16 and self.fp16:
+            raise LongzooError("choose one of --bf16 and --fp16")
+        if self.fp16 and not _cuda():
+            raise LongzooError("--fp16 needs a CUDA GPU; use --bf16 on a CPU")
+
+    def derive(self) -> None:
+        if self.per_device_eval_batch_size is None:
+            self.per_device_eval_batch_size = self.per_device_train_batch_size
+        if self.data_seed is None:
+            self.data_seed = self.seed
+
+    def recorded(self) -> dict:
+        """What the manifest keeps: every setting longzoo declares, and any other that differs
+        from transformers' default (what this machine decided left out)."""
+        ours = {name for cls in type(self).__mro__ if issubclass(cls, LongzooArguments) for name in cls.__annotations__}
+        defaults = _transformers_defaults()
+        return {
+            name: value
+            for name, value in self.to_dict().items()
+            if name not in _MACHINE_FIELDS and (name in ours or name not in defaults or defaults[name] != value)
+        }
+
+
+@dataclass
+class PretrainArguments(LongzooArguments):
+    """Continued MLM pretraining (``longzoo pretrain``), with the Longformer recipe's defaults."""
+
+    seq_len: int | None = field(default=None, metadata={"help": "tokens per sequence; default: the model's length"})
+    wwm: str = field(default="auto", metadata={"help": "whole-word masking: auto, jieba or none"})
+    mlm_probability: float = PRETRAIN["mlm_probability"]
+    global_attention: str = field(default="none", metadata={"help": "cls: train with global attention on [CLS]"})
+
+    max_steps: int = PRETRAIN["max_steps"]
+    per_device_train_batch_size: int = PRETRAIN["per_device_train_batch_size"]
+    gradient_accumulation_steps: int = PRETRAIN["gradient_accumulation_steps"]
+    learning_rate: float = PRETRAIN["learning_rate"]
+    weight_decay: float = PRETRAIN["weight_decay"]
+    adam_epsilon: float = PRETRAIN["adam_epsilon"]
+    max_grad_norm: float = PRETRAIN["max_grad_norm"]
+    seed: int = PRETRAIN["seed"]
+    warmup_steps: int | None = None  # default: min(500, max_steps / 10)
+    save_steps: int | None = None  # default: max_steps / 10
+    logging_steps: int | None = None  # default: max_steps / 50
+    eval_steps: int | None = None  # default: max_steps / 5 (used with an eval corpus)
+    save_total_limit: int | None = 2
+    # Unused global projections are frozen, so DDP never meets unused parameters.
+    ddp_find_unused_parameters: bool | None = False
+
+    _AUTO = LongzooArguments._AUTO + ("warmup_steps", "save_steps", "logging_steps", "eval_steps")
+
+    def check(self) -> None:
+        super().check()
+        # the bounds only keep typos (1e20 steps) from running for ever
+        require_int("max_steps", self.max_steps, low=1, high=10**7)
+        for name in ("save_steps", "logging_steps", "eval_steps"):
+            require_int(name, getattr(self, name), low=1, high=10**7, optional=True)
+        require_int("warmup_steps", self.warmup_steps, low=0, optional=True)
+        require_int("seq_len", self.seq_len, low=8, optional=True)
+        require_number("mlm_probability", self.mlm_probability, low=0.0, high=1.0, open_low=True, open_high=True)
+        require_number("adam_epsilon", self.adam_epsilon, low=0.0, high=1.0, open_low=True)
+        require_number("max_grad_norm", self.max_grad_norm, low=0.0)
+        Wwm.require("--wwm", self.wwm)
+        GlobalAttention.require("--global-attention", self.global_attention)
+
+    def derive(self) -> None:
+        super().derive()
+        steps = self.max_steps
+        if self.warmup_steps is None:
+            self.warmup_steps = min(500, steps // 10)
+        if self.save_steps is None:
+            self.save_steps = max(1, steps // 10)
+        if self.logging_steps is None:
+            self.logging_steps = max(1, steps // 50)
+        if self.eval_steps is None:
+            self.eval_steps = max(1, steps // 5)
+        if self.activation_checkpointing and self.activation_checkpointing_kwargs is None:
+            self.activation_checkpointing_kwargs = {"use_reentrant": False}
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and self.ddp_backend is None and not _cuda():
+            self.ddp_backend = "gloo"
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"
+
+
+@dataclass
+class FinetuneArguments(LongzooArguments):
+    """Long-document classification (``longzoo finetune``) and its short-model baselines."""
+
+    task: str = field(default="classification", metadata={"help": "what to fine-tune for"})
+    text_field: str = "text"
+    label_field: str = "label"
+    multi_label: bool = False
+    max_len: int | None = None  # tokens the long model reads; default: all its positions
+    baselines: tuple[str, ...] = ()
+    chunk_len: int | None = None  # stride: tokens per chunk; default: the short model's length
+    chunk_overlap: int | None = None  # stride: default a quarter of the chunk
+    max_chunks: int | None = None  # stride: default enough to cover max_len
+    baseline_learning_rate: float | None = None  # default: learning_rate
+
+    num_train_epochs: float = FINETUNE["num_train_epochs"]
+    per_device_train_batch_size: int = FINETUNE["per_device_train_batch_size"]
+    gradient_accumulation_steps: int = FINETUNE["gradient_accumulation_steps"]
+    learning_rate: float = FINETUNE["learning_rate"]
+    warmup_steps: float = FINETUNE["warmup_steps"]
+    weight_decay: float = FINETUNE["weight_decay"]
+    seed: int = FINETUNE["seed"]
+    logging_steps: float = 0.1  # ten log lines per run
+    save_strategy: str = "no"  # the model is saved once, when every system is scored
+    remove_unused_columns: bool = False  # the stride baseline reads chunk_mask
+
+    def check(self) -> None:
+        super().check()
+        Task.require("--task", self.task)
+        require_int("max_len", self.max_len, low=8, optional=True)
+        require_int("chunk_len", self.chunk_len, low=1, optional=True)
+        require_int("chunk_overlap", self.chunk_overlap, low=0, optional=True)
+        require_int("max_chunks", self.max_chunks, low=1, optional=True)
+        require_number("num_train_epochs", self.num_train_epochs, low=0.0, high=10_000.0, open_low=True)
+        require_number(
+            "baseline_learning_rate", self.baseline_learning_rate, low=0.0, high=1.0, open_low=True, optional=True
+        )
+        require_number("warmup_steps", self.warmup_steps, low=0.0)
+        for baseline in self.baselines:
+            Baseline.require("--baseline", baseline)
+
+
+def override(args: LongzooArguments, **changes) -> LongzooArguments:
+    """``args`` with ``changes`` (``dataclasses.replace``), defaults derived again from the new values."""
+    again = {name: None for name in args._derived if name not in changes}
+    return dataclasses.replace(args, **again, **changes)
+
+
+def _transformers_defaults() -> dict:
+    global _DEFAULTS
+    if _DEFAULTS is None:
+        _DEFAULTS = TrainingArguments(output_dir="unused", use_cpu=True, report_to="none").to_dict()
+    return _DEFAULTS
+
+
+_DEFAULTS: dict | None = None
