@@ -6,15 +6,17 @@ import json
 
 import pytest
 import torch
+from helpers import CASE_IDS
 from longdoc_tasks import long_range_probe, review_documents
 from typer.testing import CliRunner
 
 from longzoo.cli import app
+from longzoo.converters.sample_text import CHINESE, TEXTS
 from longzoo.data.documents import is_multi_label, label_names, read_documents, write_jsonl
 from longzoo.errors import LongzooError
 from longzoo.evaluation.classification import classification_metrics, decisions
 from longzoo.manifest import read_manifest
-from longzoo.models.stride import ChunkStrideClassifier, chunk_document, with_special_tokens
+from longzoo.models.stride import ChunkStrideClassifier, chunk_documents, chunk_spans
 from longzoo.training.arguments import FinetuneArguments
 from longzoo.training.finetune import finetune
 
@@ -144,18 +146,24 @@ def test_review_documents_hide_reviews_of_one_polarity():
 
 
 # ----------------------------------------------------------------------------- stride baseline
-def test_chunks_carry_the_tokenizers_specials(converted):
+@pytest.mark.parametrize("case_id", CASE_IDS)
+@pytest.mark.parametrize(
+    ("chunk_len", "overlap", "max_chunks", "content"), [(12, 2, 3, 38), (20, 4, 50, 198), (10, 0, 99, 500)]
+)
+def test_chunks_are_the_long_models_text_cut_with_overlap(converted, case_id, chunk_len, overlap, max_chunks, content):
+    """The tokenizer's own overflow chunks hold exactly the spans of the document's first ``content`` tokens."""
     from transformers import AutoTokenizer
 
-    for case_id in ("bert-zh-mlm", "roberta-mlm"):
-        tokenizer = AutoTokenizer.from_pretrained(converted[case_id].out)
-        wrap = with_special_tokens(tokenizer)
-        assert wrap([7, 8]) == [tokenizer.cls_token_id, 7, 8, tokenizer.sep_token_id]
-        assert wrap([]) == tokenizer("")["input_ids"]
-        chunks = chunk_document(list(range(10, 40)), tokenizer, chunk_len=12, overlap=2, max_chunks=3)
-        assert len(chunks) == 3 and all(len(c) <= 12 for c in chunks)
-        assert chunks[0][1:-1] == list(range(10, 20)) and chunks[1][1:3] == [18, 19]  # 2 tokens shared
-        assert chunks[0][0] == tokenizer.cls_token_id and chunks[0][-1] == tokenizer.sep_token_id
+    tokenizer = AutoTokenizer.from_pretrained(converted[case_id].out)
+    texts = [CHINESE[:n] for n in (0, 1, 17, 90, 400)] + [" ".join(TEXTS)[:n] for n in (5, 300, 2500)]
+    chunks = chunk_documents(texts, tokenizer, chunk_len, overlap, max_chunks, content)
+    specials = tokenizer.num_special_tokens_to_add()
+    empty = tokenizer("")["input_ids"]
+    for text, doc in zip(texts, chunks, strict=True):
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"][:content]
+        spans = chunk_spans(max(1, len(ids)), chunk_len - specials, overlap, max_chunks)
+        assert [chunk[1:-1] for chunk in doc] == [ids[start:end] for start, end in spans]
+        assert all(chunk[0] == empty[0] and chunk[-1] == empty[-1] and len(chunk) <= chunk_len for chunk in doc)
 
 
 def test_stride_model_ignores_padding_chunks(base_models):

@@ -1,7 +1,8 @@
 """The chunk-and-stride baseline: a short encoder over overlapping chunks, pooled by a small transformer.
 
 What users do with a 512-token model and a long document: cut the tokens into chunks of
-``L`` that overlap by ``S`` (:func:`chunk_spans`), encode each
+``L`` that overlap by ``S`` (:func:`chunk_documents`, the fast tokenizer's own overflow;
+:func:`chunk_spans` is the same arithmetic, for sizes), encode each
 chunk with the short model, let a small transformer mix the chunks' first-token vectors
 (with a learned chunk-position embedding), average the real chunks
 (:func:`masked_mean`) and classify.
@@ -15,25 +16,51 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from longzoo.errors import LongzooError
+from longzoo.quiet import quiet_transformers
 
-def with_special_tokens(tokenizer):
-    """A function wrapping content ids in the tokenizer's own single-sequence specials.
 
-    (``[CLS] … [SEP]``, ``<s> … </s>``), read off the encoding of an empty text, which
-    works for every tokenizer class, slow or fast.
+def chunk_documents(texts: list[str], tokenizer, chunk_len: int, overlap: int, max_chunks: int, max_tokens: int):
+    """Each text's first ``max_tokens`` tokens as model inputs of at most ``chunk_len`` tokens.
+
+    The fast tokenizer cuts them itself (``truncation`` with ``stride`` and
+    ``return_overflowing_tokens``): each chunk carries the tokenizer's specials and shares
+    ``overlap`` tokens with the one before; a document keeps its first ``max_chunks``.  The
+    chunk that crosses ``max_tokens`` is trimmed there, so the baseline reads exactly the
+    long model's tokens (cutting the text instead cannot split a character that a byte-level
+    tokenizer spreads over several tokens).
     """
-    empty = tokenizer("")["input_ids"]
-    content = len(empty) - tokenizer.num_special_tokens_to_add()  # 0 unless "" yields a token
-    prefix, suffix = empty[:1], empty[1 + content :]
-    return lambda ids: prefix + list(ids) + suffix
-
-
-def chunk_document(ids: list[int], tokenizer, chunk_len: int, overlap: int, max_chunks: int) -> list[list[int]]:
-    """Token ids of one document (no special tokens) as model inputs of at most ``chunk_len`` tokens."""
+    if not tokenizer.is_fast:
+        raise LongzooError("the stride baseline needs a fast tokenizer (tokenizer.json) for the short model")
     room = chunk_len - tokenizer.num_special_tokens_to_add()
-    spans = chunk_spans(max(1, len(ids)), room, overlap, max_chunks)
-    wrap = with_special_tokens(tokenizer)
-    return [wrap(ids[start:end]) for start, end in spans]
+    step = room - overlap  # content tokens between chunk starts
+    with quiet_transformers():  # "sequence longer than the model" is the point here
+        encoded = tokenizer(
+            texts,
+            max_length=chunk_len,
+            truncation=True,
+            stride=overlap,
+            return_overflowing_tokens=True,
+            return_special_tokens_mask=True,
+        )
+    chunks: list[list[list[int]]] = [[] for _ in texts]
+    rows = zip(encoded["input_ids"], encoded["special_tokens_mask"], encoded["overflow_to_sample_mapping"], strict=True)
+    for ids, specials, doc in rows:
+        start = len(chunks[doc]) * step  # this chunk's first content token, in the whole document
+        if chunks[doc] and (start - step + room >= max_tokens or len(chunks[doc]) >= max_chunks):
+            continue  # the chunk before already reached the end of what the long model reads
+        chunks[doc].append(_first_content(ids, specials, max_tokens - start))
+    return chunks
+
+
+def _first_content(ids: list[int], specials: list[int], keep: int) -> list[int]:
+    """``ids`` with its specials and only its first ``keep`` content tokens."""
+    kept, result = 0, []
+    for token, special in zip(ids, specials, strict=True):
+        if special or kept < keep:
+            result.append(token)
+            kept += not special
+    return result
 
 
 class ChunkStrideClassifier(nn.Module):

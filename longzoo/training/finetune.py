@@ -159,14 +159,6 @@ def _short_model(model_dir: Path, base: str | None, args: FinetuneArguments, max
     return _ShortModel(name, folder, tokenizer, length, chunk_len, overlap, max_chunks)
 
 
-def _encode(tokenizer, docs: list[LabelledDocument], max_len: int) -> list[list[int]]:
-    """Token ids of each document without special tokens, cut to what ``max_len`` holds."""
-    room = max_len - tokenizer.num_special_tokens_to_add()
-    with quiet_transformers():  # "sequence longer than the model" is the point here
-        encoded = tokenizer([doc.text for doc in docs], add_special_tokens=False, truncation=False)["input_ids"]
-    return [ids[:room] for ids in encoded]
-
-
 def _targets(docs: list[LabelledDocument], names: list[str], multi: bool):
     import torch
 
@@ -204,12 +196,10 @@ def _pad_batch(tokenizer):
 
 def _sequence_examples(tokenizer, docs, targets, length: int) -> list[dict]:
     """Feature dicts (a list is a map-style dataset for the Trainer) of whole-sequence inputs."""
-    from longzoo.models.stride import with_special_tokens
-
-    wrap = with_special_tokens(tokenizer)
-    ids = _encode(tokenizer, docs, length)
+    with quiet_transformers():  # "sequence longer than the model" is the point here
+        ids = tokenizer([doc.text for doc in docs], max_length=length, truncation=True)["input_ids"]
     # plain numbers and lists, which the padding collator batches (it cannot read tensor rows)
-    return [{"input_ids": wrap(doc), "labels": target.tolist()} for doc, target in zip(ids, targets, strict=True)]
+    return [{"input_ids": doc, "labels": target.tolist()} for doc, target in zip(ids, targets, strict=True)]
 
 
 def _train_and_score(model, train_set, eval_set, collate, multi, lr, args, scratch, steps) -> dict:
@@ -287,18 +277,15 @@ def _train_stride(short: _ShortModel, task: _Task, max_len, args, scratch, steps
     import torch
     from transformers import AutoModel, set_seed
 
-    from longzoo.models.stride import ChunkStrideClassifier, chunk_document
+    from longzoo.models.stride import ChunkStrideClassifier, chunk_documents
 
     tokenizer = short.tokenizer
+    content = max_len - tokenizer.num_special_tokens_to_add()  # the text the long model reads
 
     def examples(docs, targets):
-        return [
-            {
-                "chunks": chunk_document(ids, tokenizer, short.chunk_len, short.chunk_overlap, short.max_chunks),
-                "labels": target,
-            }
-            for ids, target in zip(_encode(tokenizer, docs, max_len), targets, strict=True)
-        ]
+        texts = [doc.text for doc in docs]
+        chunks = chunk_documents(texts, tokenizer, short.chunk_len, short.chunk_overlap, short.max_chunks, content)
+        return [{"chunks": doc, "labels": target} for doc, target in zip(chunks, targets, strict=True)]
 
     def collate(features):
         chunks = max(len(f["chunks"]) for f in features)
