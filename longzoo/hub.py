@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,8 +84,6 @@ def push(
     force: bool = False,
     token: str | None = None,
     endpoint: str | None = None,
-    retries: int = 3,
-    backoff: float = 2.0,
     steps: Steps | None = None,
 ) -> PushResult:
     """Publish ``folder`` as ``repo_id``: ``create_repo(exist_ok=True)`` + one ``upload_folder``.
@@ -93,8 +91,10 @@ def push(
     The card is re-rendered first with ``repo_id`` (so its snippet names the real
     repository) and its metadata validated offline, before any byte is sent.  The token
     comes from ``token``, ``HF_TOKEN`` or the stored login; it is never printed or stored.
-    Transient Hub failures (429, 5xx, dropped connections) are retried ``retries`` times
-    with exponential ``backoff``; the commit is atomic, so a retry never leaves half a model.
+    File transfers are retried by huggingface_hub itself (exponential backoff, ``Retry-After``);
+    the commit is not, as the library decides (a commit whose answer was lost would be made
+    twice).  It is atomic, so a failure publishes nothing, and running again sends only what
+    the Hub does not hold yet.
     """
     from huggingface_hub import HfApi
 
@@ -111,36 +111,23 @@ def push(
 
     files = files_to_upload(folder)
     api = HfApi(endpoint=endpoint, token=token, library_name="longzoo", library_version=longzoo.__version__)
-    repo_url = f"{api.endpoint.rstrip('/')}/{repo_id}"
     if dry_run:
-        return PushResult(repo_url, files)
-
+        return PushResult(f"{api.endpoint.rstrip('/')}/{repo_id}", files)
     message = commit_message or f"Upload {folder.resolve().name} with longzoo {longzoo.__version__}"
-    secret = token or _stored_token()
-    with steps.step(f"Creating {repo_id}"):
-        url = _with_retries(
-            lambda: api.create_repo(repo_id, private=private, exist_ok=True), repo_id, secret, retries, backoff
-        )
-        repo_url = str(url)
-        if revision:
-            _with_retries(
-                lambda: api.create_branch(repo_id, branch=revision, exist_ok=True), repo_id, secret, retries, backoff
-            )
-    with steps.step(f"Uploading {len(files)} files in one commit"):
-        commit = _with_retries(
-            lambda: api.upload_folder(
+    with _hub_errors(repo_id, token or _stored_token()):
+        with steps.step(f"Creating {repo_id}"):
+            repo_url = str(api.create_repo(repo_id, private=private, exist_ok=True))
+            if revision:
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+        with steps.step(f"Uploading {len(files)} files in one commit"):
+            commit = api.upload_folder(
                 folder_path=folder,
                 repo_id=repo_id,
                 revision=revision,
                 create_pr=create_pr,
                 commit_message=message,
                 ignore_patterns=IGNORE,
-            ),
-            repo_id,
-            secret,
-            retries,
-            backoff,
-        )
+            )
     record_step(folder, "push", PushRecord(repo_id=repo_id, revision=revision, commit=commit.oid, pr_url=commit.pr_url))
     return PushResult(repo_url, files, commit.commit_url, commit.pr_url)
 
@@ -169,31 +156,23 @@ def _stored_token() -> str | None:
     return get_token()
 
 
-def _with_retries(call, repo_id: str, secret: str | None, retries: int, backoff: float):
+@contextlib.contextmanager
+def _hub_errors(repo_id: str, secret: str | None):
+    """The Hub's failures as one line each, never showing the token."""
     import httpx2
     from huggingface_hub.errors import HfHubHTTPError
 
-    for attempt in range(retries + 1):
-        try:
-            return call()
-        except HfHubHTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else None
-            if status in _TRANSIENT and attempt < retries:
-                time.sleep(backoff * 2**attempt)
-                continue
-            raise LongzooError(_scrub(_http_message(status, repo_id, exc), secret)) from None
-        except (httpx2.TransportError, ConnectionError) as exc:
-            if attempt < retries:
-                time.sleep(backoff * 2**attempt)
-                continue
-            raise LongzooError(
-                _scrub(
-                    f"cannot reach the Hub ({type(exc).__name__}: {exc}); check HF_ENDPOINT and your connection", secret
-                )
-            ) from None
-        except ValueError as exc:  # the Hub's YAML validation
-            raise LongzooError(_scrub(f"the Hub rejected the upload: {exc}".replace("\n", " "), secret)) from None
-    raise AssertionError("unreachable")
+    try:
+        yield
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        raise LongzooError(_scrub(_http_message(status, repo_id, exc), secret)) from None
+    except (httpx2.TransportError, ConnectionError) as exc:
+        raise LongzooError(
+            _scrub(f"cannot reach the Hub ({type(exc).__name__}: {exc}); check HF_ENDPOINT and your connection", secret)
+        ) from None
+    except ValueError as exc:  # the Hub's YAML validation
+        raise LongzooError(_scrub(f"the Hub rejected the upload: {exc}".replace("\n", " "), secret)) from None
 
 
 def _http_message(status: int | None, repo_id: str, exc: Exception) -> str:
@@ -208,8 +187,8 @@ def _http_message(status: int | None, repo_id: str, exc: Exception) -> str:
     }
     if status in messages:
         return messages[status] + detail
-    if status is not None and status >= 500:
-        return f"the Hub failed (HTTP {status}) after retries; try again later{detail}"
+    if status in _TRANSIENT:
+        return f"the Hub failed (HTTP {status}); nothing was published: run the same command again{detail}"
     return f"the Hub answered HTTP {status}{detail}"
 
 

@@ -436,7 +436,7 @@ def test_push_uploads_no_local_path(converted, tmp_path, monkeypatch):
     from longzoo.hub import push
 
     with HubStub(token="hf_test") as hub:
-        push(folder, "someone/model", endpoint=hub.url, token="hf_test", force=True, backoff=0.0)
+        push(folder, "someone/model", endpoint=hub.url, token="hf_test", force=True)
         uploaded = hub.files("someone/model")["longzoo.json"].decode()
     assert "/home/someone" not in uploaded and '"bert"' in uploaded
 
