@@ -193,17 +193,7 @@ def convert(
     options.validate()
     _check_table_fits(options, layout, base_config)
 
-    with steps.step("Reading base weights"):
-        files = weight_files(source.path, allow_pickle, root=source.root)
-        state = load_weights(files)
-        _check_position_rows(state, layout, source.path / "config.json")
-        hashes = None if source.revision else sha256_files(files)
-    mlm = is_mlm_checkpoint(adapter, state)
-
-    with steps.step("Converting weights"):
-        model, report = _build_model(state, base_config, tokenizer, adapter, layout, options, mlm)
-    del state
-
+    model, report, mlm, hashes = _converted_model(source, base_config, tokenizer, adapter, layout, options, steps)
     with staged_output(out, force=force, inputs=[source.path]) as staging:
         with steps.step("Saving model and tokenizer"):
             model.save_pretrained(staging)
@@ -216,6 +206,19 @@ def convert(
         card = render_card(staging, strict=False, folder_name=out.name)
         manifest = read_manifest(staging)
     return ConversionResult(out, record.architecture, report, parity, manifest, card.problems)
+
+
+def _converted_model(source: BaseSource, base_config, tokenizer, adapter, layout, options, steps: Steps):
+    """The Longformer built from the base weights, its key report, whether it has an MLM head, the weights' digests."""
+    with steps.step("Reading base weights"):
+        files = weight_files(source.path, options.allow_pickle, root=source.root)
+        state = load_weights(files)
+        _check_position_rows(state, layout, source.path / "config.json")
+        hashes = None if source.revision else sha256_files(files)
+    mlm = is_mlm_checkpoint(adapter, state)
+    with steps.step("Converting weights"):
+        model, report = _build_model(state, base_config, tokenizer, adapter, layout, options, mlm)
+    return model, report, mlm, hashes
 
 
 def _sizes(config: dict, folder: Path, layout: PositionLayout, max_pos, window) -> tuple[int, int]:

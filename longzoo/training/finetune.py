@@ -69,20 +69,11 @@ def finetune(
     max_len = args.max_len or positions
     if max_len > positions:
         raise LongzooError(f"--max-len {max_len} is above the model's {positions} positions")
-    read = dict(text_field=args.text_field, label_field=args.label_field, multi_label=args.multi_label)
-    train_docs, eval_docs = read_documents(train_file, **read), read_documents(eval_file, **read)
-    names = label_names(train_docs, eval_docs)
-    multi = args.multi_label or is_multi_label(train_docs, eval_docs)
+    task = _read_task(train_file, eval_file, args)
     short = _short_model(model_dir, base, args, max_len) if args.baselines else None
     inputs = [model_dir, train_file, eval_file, *([short.folder] if short else [])]
     check_output(Path(out).expanduser().absolute(), force, inputs)  # fail before hours of training
 
-    import torch
-
-    torch.manual_seed(args.seed)
-    task = _Task(
-        train_docs, eval_docs, names, multi, _targets(train_docs, names, multi), _targets(eval_docs, names, multi)
-    )
     results = {}
     with tempfile.TemporaryDirectory(prefix="longzoo-finetune-") as scratch:
         with steps.step(f"Fine-tuning the long model ({max_len} tokens)"):
@@ -93,10 +84,10 @@ def finetune(
                 results[baseline] = train(short, task, max_len, args, scratch, steps)
     record = FinetuneRecord(
         task=args.task,
-        multi_label=multi,
-        labels=names,
-        train=_file_record(train_file, train_docs),
-        eval=_file_record(eval_file, eval_docs),
+        multi_label=task.multi,
+        labels=task.names,
+        train=_file_record(train_file, task.train_docs),
+        eval=_file_record(eval_file, task.eval_docs),
         max_len=max_len,
         baseline_model=_display_name(short.name) if short else None,
         options=args.recorded(),
@@ -106,6 +97,16 @@ def finetune(
     with steps.step("Saving the fine-tuned model"):
         manifest = _publish(model, model_dir, Path(out), record, force, inputs)
     return FinetuneResult(Path(out).expanduser().absolute(), results, manifest)
+
+
+def _read_task(train_file, eval_file, args: FinetuneArguments) -> _Task:
+    """Both files read and checked, with the label set and the targets every system trains on."""
+    read = dict(text_field=args.text_field, label_field=args.label_field, multi_label=args.multi_label)
+    train_docs, eval_docs = read_documents(train_file, **read), read_documents(eval_file, **read)
+    names = label_names(train_docs, eval_docs)
+    multi = args.multi_label or is_multi_label(train_docs, eval_docs)
+    targets = _targets(train_docs, names, multi), _targets(eval_docs, names, multi)
+    return _Task(train_docs, eval_docs, names, multi, *targets)
 
 
 def _baseline_folder(model_dir: Path, base: str | None) -> tuple[str, Path]:
