@@ -12,9 +12,13 @@ a note added by hand, or by a newer longzoo, survives a rewrite.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
+
+# Bounds that keep a hand edit from printing a 400-digit length on a card.
+Count = Annotated[int, Field(ge=0, le=2**53)]  # tokens, documents, characters, steps
+Length = Annotated[int, Field(gt=0, le=10**7)]  # positions, windows, sequence lengths
 
 
 class Record(BaseModel):
@@ -40,7 +44,7 @@ class BaseRecord(Record):
     model_type: str
     family: str
     architectures: list[str] | None = None
-    max_positions: int
+    max_positions: Length
     card: dict[str, Any] = Field(default_factory=dict)  # licence, languages, datasets of its model card
 
 
@@ -51,14 +55,14 @@ class PositionLayout(Record):
 
     pad_token_id: int | None
     base_offset: int
-    base_length: int
+    base_length: Length
     new_offset: int
 
 
 class KeyCounts(Record):
     """Strict key accounting, summarised: every source key mapped or dropped with a reason."""
 
-    mapped: int
+    mapped: Count
     generated: dict[str, str] = Field(default_factory=dict)  # target key -> how it was made
     tied: dict[str, str] = Field(default_factory=dict)  # target key -> the key it shares
     dropped: dict[str, str] = Field(default_factory=dict)  # source key -> why
@@ -67,8 +71,8 @@ class KeyCounts(Record):
 class FullLengthRun(Record):
     """One forward pass of the converted model at its full length."""
 
-    tokens: int
-    requested: int
+    tokens: Count
+    requested: Length
     seconds: float
     finite: bool
 
@@ -77,12 +81,12 @@ class ParityReport(Record):
     """The converted model against its base on short inputs; ``passed`` is derived, never stored as given."""
 
     tolerance: float
-    length: int
+    length: Length
     compared: Literal["logits", "last_hidden_state"]
     loading: dict[str, list[str]] = Field(default_factory=dict)  # stock loading's missing/unexpected keys
     tokenizer_ids_equal: bool
     tokenizer_class: str
-    tokenizer_model_max_length: int
+    tokenizer_model_max_length: Length
     max_abs_diff: float
     max_abs_diff_global: float | None = None  # None: the base's own global projections were kept
     global_check: str | None = None
@@ -107,8 +111,8 @@ class ParityReport(Record):
 class ConvertRecord(Record):
     base: BaseRecord
     architecture: str
-    max_positions: int
-    attention_window: int
+    max_positions: Length
+    attention_window: Length
     position_layout: PositionLayout
     options: dict[str, Any]  # the convert options as given
     keys: KeyCounts
@@ -124,11 +128,11 @@ class MlmMetrics(Record):
     bpc: float
     bits_per_char: float | None = None
     mlm_accuracy: float | None = None
-    tokens: int | None = None
-    characters: int | None = None
-    predicted: int | None = None
-    documents: int | None = None
-    window: int | None = None
+    tokens: Count | None = None
+    characters: Count | None = None
+    predicted: Count | None = None
+    documents: Count | None = None
+    window: Length | None = None
     wwm: str | None = None
 
 
@@ -144,9 +148,9 @@ class CorpusStats(Record):
     name: str
     hub_dataset: str | None = None
     language: str | None = None
-    documents: int
-    tokens: int
-    characters: int | None = None
+    documents: Count
+    tokens: Count
+    characters: Count | None = None
 
 
 class Hyperparameters(Record):
@@ -154,11 +158,11 @@ class Hyperparameters(Record):
 
     learning_rate: float
     schedule: str = "linear"
-    warmup_steps: int
-    batch_size: int
-    grad_accum: int
-    world_size: int
-    tokens_per_step: int
+    warmup_steps: Count
+    batch_size: Count
+    grad_accum: Count
+    world_size: Count
+    tokens_per_step: Count
     weight_decay: float
     adam_epsilon: float
     max_grad_norm: float
@@ -185,12 +189,12 @@ class PretrainRecord(Record):
     architecture: str = "LongformerForMaskedLM"
     corpora: list[CorpusStats]
     eval_corpora: list[str] = Field(default_factory=list)
-    steps: int
-    seq_len: int
+    steps: Count
+    seq_len: Length
     wwm: Literal["jieba", "tokenizer", "none"]  # what a masked unit was
     global_attention: str = "none"
     options: dict[str, Any] = Field(default_factory=dict)  # the pretrain options as given
-    world_size: int = 1
+    world_size: Count = 1
     loss_curve: LossCurve = Field(default_factory=LossCurve)
     loss_plot: str | None = None
     eval: BeforeAfter | None = None
@@ -211,7 +215,7 @@ class PretrainRecord(Record):
 class FileRecord(Record):
     name: str
     sha256: str
-    documents: int
+    documents: Count
 
 
 class SystemResult(Record):
@@ -220,8 +224,8 @@ class SystemResult(Record):
     accuracy: float
     macro_f1: float
     micro_f1: float
-    documents: int
-    tokens: int  # how many tokens of a document it reads
+    documents: Count
+    tokens: Count  # how many tokens of a document it reads
     train_loss: float | None = None
     train_seconds: float | None = None
     eval_documents_cut: int | None = None
@@ -236,11 +240,18 @@ class FinetuneRecord(Record):
     labels: list[str]
     train: FileRecord
     eval: FileRecord
-    max_len: int
+    max_len: Length
     baseline_model: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)  # the finetune options as given
     results: dict[str, SystemResult]  # "long", "truncate", "stride"
     architecture: str = "LongformerForSequenceClassification"
+
+    @field_validator("results")
+    @classmethod
+    def _has_the_long_model(cls, results):
+        if "long" not in results:
+            raise ValueError('no "long" result: the fine-tuned model itself was not scored')
+        return results
 
 
 # ----------------------------------------------------------------------------- card, push

@@ -101,7 +101,7 @@ def test_eval_cli_json_records_the_result_in_the_card(converted, zh_corpus, tmp_
     (record,) = read_manifest(folder).evaluations
     assert record.corpus == "held.txt" and record.bpc == metrics["bpc"] and record.hub_dataset is None
     card = (folder / "README.md").read_text(encoding="utf-8")
-    assert "this model (`longzoo eval`)" in card and f"{metrics['bpc']:.4f}" in card
+    assert "this model (`longzoo eval`, window 256)" in card and f"{metrics['bpc']:.4f}" in card
 
 
 def test_eval_refuses_encoder_only(converted, zh_corpus):

@@ -72,7 +72,7 @@ def test_format_1_folders_render_and_push(converted, tmp_path, name):
             "| short base model, chunks pooled by a small transformer | 198 (4 chunks of 64, overlap 15)" in card.text
         )
     else:
-        assert "this model (`longzoo eval`) | c.txt | 6.4801" in card.text
+        assert "this model (`longzoo eval`, window 128) | c.txt | 6.4801" in card.text
     result = runner.invoke(app, ["push", str(folder), "--repo-id", "someone/m", "--dry-run"])
     assert result.exit_code == 0, result.stderr
     written = json.loads((folder / "longzoo.json").read_text())
@@ -131,3 +131,43 @@ def test_evaluations_describe_the_weights_in_the_folder():
     assert len(manifest.evaluations) == 2  # a card changes no weights
     add_step(manifest, "pretrain", None)
     assert manifest.evaluations == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m["finetune"]["results"].pop("long"), 'finetune.results: value error, no "long" result'),
+        (lambda m: m["convert"].update(max_positions=10**400), "convert.max_positions: input should be less than"),
+        (lambda m: m["finetune"]["train"].update(documents=-5), "finetune.train.documents: input should be greater"),
+    ],
+)
+def test_records_out_of_their_bounds_are_one_line(converted, tmp_path, edit, message):
+    folder = v1_folder(tmp_path, "finetuned", model=converted["roberta-mlm"].out)
+    raw = json.loads((folder / "longzoo.json").read_text())
+    edit(raw)
+    (folder / "longzoo.json").write_text(json.dumps(raw))
+    result = runner.invoke(app, ["card", str(folder), "--license", "mit"])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_the_card_keeps_hand_notes_and_escapes_names(converted, tmp_path):
+    folder = v1_folder(tmp_path, "pretrained-evaluated", model=converted["roberta-mlm"].out)
+    raw = json.loads((folder / "longzoo.json").read_text())
+    raw["card"]["reviewed_by"] = "a person"
+    raw["eval"]["corpus"] = "news|2024\nheld out"
+    (folder / "longzoo.json").write_text(json.dumps(raw))
+    card = render_card(folder, license="mit")
+    assert read_manifest(folder).card.model_extra == {"reviewed_by": "a person"}
+    assert "| news\\|2024 held out | 6.4801 |" in card.text
+
+
+def test_eval_checks_the_records_before_scoring(converted, tmp_path, monkeypatch):
+    from longzoo.evaluation import mlm
+
+    folder = v1_folder(tmp_path, "converted", model=converted["roberta-mlm"].out)
+    (folder / "longzoo.json").write_text(json.dumps({"format": FORMAT, "convert": {"base": "x"}}))
+    monkeypatch.setattr(mlm, "evaluate", lambda *a, **k: pytest.fail("scored before checking longzoo.json"))
+    (tmp_path / "c.txt").write_text("some text " * 50)
+    result = runner.invoke(app, ["eval", str(folder), "--corpus", str(tmp_path / "c.txt")])
+    assert result.exit_code == 1 and "convert.base" in result.stderr

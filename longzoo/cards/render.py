@@ -124,6 +124,7 @@ def _settings(folder, name, manifest: Manifest, language, license, model_name, b
     if sources.get("language") != "option":  # the model also speaks what it was pretrained on
         languages += [lang for lang in corpus_languages(manifest) if lang not in languages]
     return CardSettings(
+        **(manifest.card.model_extra if manifest.card else {}),  # a note added by hand stays
         language=languages,
         license=pick("license", license, ("base card", base.card.get("license"))),
         model_name=pick("model_name", model_name, ("output folder", name)),

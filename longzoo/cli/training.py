@@ -179,6 +179,9 @@ def evaluate(
 
     no_library_bars()
 
+    from longzoo.cards.render import check_records
+
+    check_records(model_dir)  # a broken longzoo.json fails now, not after the whole corpus was scored
     metrics = run_evaluate(model_dir, corpus, seq_len=seq_len, wwm=wwm.value, attention=attention.value)
     recorded = record_evaluation(model_dir, corpus, metrics)
     if as_json:

@@ -20,7 +20,7 @@ class PretrainRecipe:
     """Continued-pretraining plan of a recipe: a corpus and overrides of ``PretrainArguments``."""
 
     corpus: str  # a --corpus value (Hub dataset, built-in name) or a description
-    settings: Mapping[str, Any]  # PretrainArguments field -> value, applied with dataclasses.replace
+    settings: Mapping[str, Any] = field(hash=False)  # PretrainArguments field -> value, for dataclasses.replace
     precision: str = "fp16"  # mixed precision on a GPU; a CPU trains in fp32
     source: str = ""  # which published recipe the numbers come from
 
