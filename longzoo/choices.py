@@ -57,6 +57,19 @@ class Task(Choice):
     classification = "classification"
 
 
+class Precision(Choice):
+    auto = "auto"  # bf16 mixed precision where the device computes bf16 natively, else fp32
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class ReportTo(Choice):
+    none = "none"
+    tensorboard = "tensorboard"
+    wandb = "wandb"
+
+
 class Baseline(Choice):
     truncate = "truncate"
     stride = "stride"

@@ -53,6 +53,8 @@ def arguments(**kw) -> PretrainArguments:
         logging_steps=1,
         seq_len=64,
     )
+    if not {"precision", "bf16", "fp16"} & kw.keys():
+        base["precision"] = "fp32"  # these tests check exact arithmetic; bf16 has its own test
     return PretrainArguments(**{**base, **kw})
 
 
@@ -708,3 +710,50 @@ def test_pretraining_into_a_folder_whose_parents_do_not_exist_yet(converted, cor
     result = pretrain(converted["bert-zh-mlm"].out, [str(corpus)], out, args=arguments(max_steps=1))
     assert result.steps == 1 and (out / "model.safetensors").is_file()
     assert [p.name for p in out.parent.iterdir()] == ["pre"]  # no lock file or staging left beside it
+
+
+# ----------------------------------------------------------------------------- precision that fits the hardware
+@pytest.mark.parametrize(("native", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_follows_the_hardware(monkeypatch, native, expected):
+    from longzoo.training import arguments
+
+    monkeypatch.setattr(arguments, "native_bf16", lambda: native)
+    args = PretrainArguments()
+    assert args.precision == expected and args.bf16 == (expected == "bf16") and not args.fp16
+    assert arguments.override(args, precision="fp32").bf16 is False  # derived again, not carried over
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--precision", "fp32", "--bf16"], "choose one precision"),
+        (["--precision", "fp16"], "--precision fp16 needs a CUDA GPU"),
+        (["--precision", "fp64"], "fp64"),
+        (["--report-to", "mlflow"], "mlflow"),
+        (["--report-to", "wandb"], "--report-to wandb needs the wandb package"),
+    ],
+)
+def test_precision_and_reporting_options_are_checked(converted, corpus, tmp_path, argv, fragment):
+    import importlib.util
+
+    if "fp16" in argv and torch.cuda.is_available():
+        pytest.skip("fp16 runs where CUDA is")
+    if "wandb" in argv and importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    model = str(converted["bert-zh-mlm"].out)
+    result = runner.invoke(app, ["pretrain", model, "--corpus", str(corpus), "--out", str(tmp_path / "o"), *argv])
+    one_error_line(result, fragment)
+    assert not (tmp_path / "o").exists()
+
+
+def test_bf16_training_tracks_fp32(converted, corpus, tmp_path):
+    """Six steps in bf16 autocast follow the fp32 loss curve to within 2 % (bf16 keeps 8 bits of mantissa)."""
+    model_dir = _no_dropout_copy(converted, tmp_path)
+    curves = {}
+    for precision in ("fp32", "bf16"):
+        result = pretrain(model_dir, [str(corpus)], tmp_path / precision, args=arguments(max_steps=6, precision=precision))
+        assert result.manifest.pretrain.hyperparameters.precision == precision
+        curves[precision] = [loss for _, loss in result.manifest.pretrain.loss_curve.train]
+    assert len(curves["fp32"]) == 6 and curves["fp32"][-1] < curves["fp32"][0]  # it learns
+    for fp32, bf16 in zip(curves["fp32"], curves["bf16"], strict=True):
+        assert bf16 == pytest.approx(fp32, rel=0.02)

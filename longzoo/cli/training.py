@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from longzoo.choices import Attention, Baseline, GlobalAttention, Task, Wwm
+from longzoo.choices import Attention, Baseline, GlobalAttention, Precision, ReportTo, Task, Wwm
 from longzoo.cli._app import (
     AttentionOption,
     BatchSizeOption,
@@ -52,8 +52,15 @@ def pretrain(
     eval_corpus: Annotated[
         Optional[list[str]], typer.Option("--eval-corpus", help="Held-out text, evaluated before and after.")
     ] = None,
-    bf16: Annotated[bool, typer.Option("--bf16", metavar="", help="bfloat16 mixed precision.")] = False,
-    fp16: Annotated[bool, typer.Option("--fp16", metavar="", help="float16 mixed precision.")] = False,
+    precision: Annotated[
+        Precision,
+        typer.Option("--precision", help="auto: bf16 mixed precision where the hardware runs it natively, else fp32."),
+    ] = Precision.auto,
+    bf16: Annotated[bool, typer.Option("--bf16", metavar="", help="Same as --precision bf16.")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", metavar="", help="Same as --precision fp16 (CUDA only).")] = False,
+    report_to: Annotated[
+        ReportTo, typer.Option("--report-to", help="Also log to TensorBoard or Weights & Biases.")
+    ] = ReportTo.none,
     activation_checkpointing: Annotated[
         bool, typer.Option("--gradient-checkpointing", metavar="", help="Recompute activations to save memory.")
     ] = False,

@@ -6,21 +6,23 @@ records them; nothing maps one set of names onto another.  As in sentence-transf
 the subclass adds the task's own fields (masking, global attention, baselines) and sets the
 defaults of the recipe it implements, so ``Trainer`` receives the object as it is.
 
-Some defaults depend on other settings (warmup and checkpoint intervals on ``max_steps``);
-a field left ``None`` is derived in ``__post_init__``, and :func:`override` derives it again
-when a copy changes what it depends on — plain ``dataclasses.replace`` would carry the old
-value over.
+Some defaults depend on other settings (warmup and checkpoint intervals on ``max_steps``,
+the bf16 flag on ``precision``); ``__post_init__`` derives them, and :func:`override` derives
+them again when a copy changes what they depend on — plain ``dataclasses.replace`` would
+carry the old values over.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import TrainingArguments
 
-from longzoo.choices import Attention, Baseline, GlobalAttention, Task, Wwm
+from longzoo.choices import Attention, Baseline, GlobalAttention, Precision, ReportTo, Task, Wwm
 from longzoo.errors import LongzooError
 from longzoo.numbers import require_int, require_number
 from longzoo.training.defaults import FINETUNE, PRETRAIN
@@ -35,12 +37,31 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def native_bf16() -> bool:
+    """Whether this machine computes bf16 natively: a CUDA GPU with bf16, or a CPU with AMX or AVX-512-BF16."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:  # private helpers, but the only way torch exposes what its CPU kernels can use
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 @dataclass
 class LongzooArguments(TrainingArguments):
     """What every longzoo training run shares."""
 
     output_dir: str | None = None  # set by the command: OUT/checkpoints, or a scratch folder
     attention: str = field(default="fast", metadata={"help": "fast (exact, blocked SDPA) or transformers' reference"})
+    # "auto": bf16 mixed precision where the hardware runs it natively (resolved when made;
+    # the resolved value is what the manifest records).  --bf16 / --fp16 still set it.
+    precision: str = "fp32"
     report_to: None | str | list[str] = "none"
     logging_nan_inf_filter: bool = False  # a NaN loss stops the run (LongzooTrainer); never average it away
     dataloader_num_workers: int = 0  # masks follow the dataset's epoch, which is set in this process
@@ -49,12 +70,12 @@ class LongzooArguments(TrainingArguments):
     per_device_eval_batch_size: int | None = None  # default: the training batch size
     data_seed: int | None = None  # default: seed
 
-    _AUTO = ("per_device_eval_batch_size", "data_seed")  # fields derived when left None
-
     def __post_init__(self):
         self.check()  # one error line naming the option, before transformers' own checks
-        self._derived = tuple(name for name in self._AUTO if getattr(self, name) is None)
+        given = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
         self.derive()
+        # what derive() changed, as it was given: override() gives it back to be derived again
+        self._derived = {name: value for name, value in given.items() if getattr(self, name) != value}
         # Without CUDA, transformers runs bf16 autocast, and a torchrun launch (accelerate's
         # MULTI_CPU over gloo), only with use_cpu.
         self.use_cpu = self.use_cpu or not _cuda()
@@ -67,12 +88,29 @@ class LongzooArguments(TrainingArguments):
         require_number("learning_rate", self.learning_rate, low=0.0, high=1.0, open_low=True)
         require_number("weight_decay", self.weight_decay, low=0.0, high=1.0)
         Attention.require("--attention", self.attention)
-        if self.bf16 and self.fp16:
-            raise LongzooError("choose one of --bf16 and --fp16")
-        if self.fp16 and not _cuda():
-            raise LongzooError("--fp16 needs a CUDA GPU; use --bf16 on a CPU")
+        Precision.require("--precision", self.precision)
+        for name in [self.report_to] if isinstance(self.report_to, str) else self.report_to or []:
+            ReportTo.require("--report-to", name)
+            package = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(name)
+            if package and importlib.util.find_spec(package) is None:
+                raise LongzooError(f"--report-to {name} needs the {package} package: pip install {package}")
+        flags = sorted(name for name in ("bf16", "fp16") if getattr(self, name))
+        default = self.__dataclass_fields__["precision"].default
+        if len(flags) > 1 or (flags and self.precision not in (default, *flags)):
+            given = [f"--{name}" for name in flags] + (
+                [f"--precision {self.precision}"] if self.precision != default else []
+            )
+            raise LongzooError(f"choose one precision, not {' and '.join(given)}")
+        if "fp16" in (self.precision, *flags) and not _cuda():
+            option = "--fp16" if self.fp16 else "--precision fp16"
+            raise LongzooError(f"{option} needs a CUDA GPU; use --precision bf16 (or auto) on a CPU")
 
     def derive(self) -> None:
+        if self.bf16 or self.fp16:  # the older flags name the precision themselves
+            self.precision = "bf16" if self.bf16 else "fp16"
+        elif self.precision == "auto":
+            self.precision = "bf16" if native_bf16() else "fp32"
+        self.bf16, self.fp16 = self.precision == "bf16", self.precision == "fp16"
         if self.per_device_eval_batch_size is None:
             self.per_device_eval_batch_size = self.per_device_train_batch_size
         if self.data_seed is None:
@@ -107,6 +145,8 @@ class PretrainArguments(LongzooArguments):
     adam_epsilon: float = PRETRAIN["adam_epsilon"]
     max_grad_norm: float = PRETRAIN["max_grad_norm"]
     seed: int = PRETRAIN["seed"]
+    precision: str = "auto"
+    optim: str = "adamw_torch_fused"  # one kernel for the whole update instead of a loop over tensors
     warmup_steps: int | None = None  # default: min(500, max_steps / 10)
     save_steps: int | None = None  # default: max_steps / 10
     logging_steps: int | None = None  # default: max_steps / 50
@@ -114,8 +154,6 @@ class PretrainArguments(LongzooArguments):
     save_total_limit: int | None = 2
     # Unused global projections are frozen, so DDP never meets unused parameters.
     ddp_find_unused_parameters: bool | None = False
-
-    _AUTO = LongzooArguments._AUTO + ("warmup_steps", "save_steps", "logging_steps", "eval_steps")
 
     def check(self) -> None:
         super().check()
@@ -146,10 +184,6 @@ class PretrainArguments(LongzooArguments):
             self.activation_checkpointing_kwargs = {"use_reentrant": False}
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and self.ddp_backend is None and not _cuda():
             self.ddp_backend = "gloo"
-
-    @property
-    def precision(self) -> str:
-        return "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"
 
 
 @dataclass
@@ -196,7 +230,7 @@ class FinetuneArguments(LongzooArguments):
 
 def override(args: LongzooArguments, **changes) -> LongzooArguments:
     """``args`` with ``changes`` (``dataclasses.replace``), defaults derived again from the new values."""
-    again = {name: None for name in args._derived if name not in changes}
+    again = {name: value for name, value in args._derived.items() if name not in changes}
     return dataclasses.replace(args, **again, **changes)
 
 

@@ -147,8 +147,9 @@ def _pretrain_arguments(recipe: Recipe, max_steps: int | None, seq_len: int | No
     given = {name: value for name, value in (("max_steps", max_steps), ("seq_len", seq_len)) if value is not None}
     if isinstance(max_steps, int) and "warmup_steps" in plan.settings:  # a shorter run warms up for a tenth of it
         given["warmup_steps"] = min(plan.settings["warmup_steps"], max_steps // 10)
-    precision = {plan.precision: True} if plan.precision in ("fp16", "bf16") and _cuda() else {}
-    args = override(PretrainArguments(), **{**plan.settings, **precision, **given})
+    # the published fp16 recipes ran on GPUs; elsewhere the hardware decides (bf16 where native)
+    precision = "auto" if plan.precision == "fp16" and not _cuda() else plan.precision
+    args = override(PretrainArguments(), **{**plan.settings, "precision": precision, **given})
     if args.seq_len is not None and args.seq_len > recipe.max_positions:
         raise LongzooError(f"--seq-len {args.seq_len} is above the recipe's {recipe.max_positions} positions")
     return args

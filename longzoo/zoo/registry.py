@@ -21,7 +21,7 @@ class PretrainRecipe:
 
     corpus: str  # a --corpus value (Hub dataset, built-in name) or a description
     settings: Mapping[str, Any] = field(hash=False)  # PretrainArguments field -> value, for dataclasses.replace
-    precision: str = "fp16"  # mixed precision on a GPU; a CPU trains in fp32
+    precision: str = "fp16"  # as published (on GPUs); without CUDA an fp16 recipe trains with --precision auto
     source: str = ""  # which published recipe the numbers come from
 
     @property
