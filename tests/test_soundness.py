@@ -751,9 +751,51 @@ def test_bf16_training_tracks_fp32(converted, corpus, tmp_path):
     model_dir = _no_dropout_copy(converted, tmp_path)
     curves = {}
     for precision in ("fp32", "bf16"):
-        result = pretrain(model_dir, [str(corpus)], tmp_path / precision, args=arguments(max_steps=6, precision=precision))
+        result = pretrain(
+            model_dir, [str(corpus)], tmp_path / precision, args=arguments(max_steps=6, precision=precision)
+        )
         assert result.manifest.pretrain.hyperparameters.precision == precision
         curves[precision] = [loss for _, loss in result.manifest.pretrain.loss_curve.train]
     assert len(curves["fp32"]) == 6 and curves["fp32"][-1] < curves["fp32"][0]  # it learns
     for fp32, bf16 in zip(curves["fp32"], curves["bf16"], strict=True):
         assert bf16 == pytest.approx(fp32, rel=0.02)
+
+
+# ----------------------------------------------------------------------------- sparse prediction
+@pytest.mark.parametrize("case_id", ["bert-zh-mlm", "roberta-mlm", "bert-encoder"])
+def test_sparse_prediction_gives_the_full_heads_loss_and_gradients(converted, case_id):
+    """Logits only at masked positions: the loss and every gradient equal those of the stock head."""
+    from transformers import AutoModelForMaskedLM
+
+    from longzoo.models.loading import load
+    from longzoo.models.sparse import use_sparse_prediction
+    from longzoo.training.trainer import masked_lm_loss
+
+    torch.manual_seed(0)
+    model = load(converted[case_id].out, "masked-lm") if case_id == "bert-encoder" else None
+    model = model or AutoModelForMaskedLM.from_pretrained(converted[case_id].out)
+    model.eval()  # the same function both ways: no dropout (gradients flow all the same)
+    ids = torch.randint(5, model.config.vocab_size, (2, 96))
+    mask = torch.ones_like(ids)
+    mask[1, 70:] = 0
+    labels = torch.full_like(ids, -100)
+    labels[:, 3:90:7] = ids[:, 3:90:7]
+    labels[1, 70:] = -100
+    losses, grads = [], []
+    for sparse in (False, True):
+        model.zero_grad()
+        if sparse:
+            use_sparse_prediction(model)
+            outputs = model(input_ids=ids, attention_mask=mask, predict_mask=labels != -100)
+            assert outputs.logits.shape == (int((labels != -100).sum()), model.config.vocab_size)
+        else:
+            outputs = model(input_ids=ids, attention_mask=mask)
+        loss = masked_lm_loss(outputs, labels)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert set(model.state_dict()) == set(type(model)(model.config).state_dict())  # still the stock class

@@ -20,6 +20,7 @@ from longzoo.data.corpus import read_corpus
 from longzoo.data.masking import IGNORE_INDEX, apply_mask, random_pool, resolve_mode, select_words
 from longzoo.data.packing import TokenizedDoc, tokenize_documents
 from longzoo.errors import LongzooError
+from longzoo.models.sparse import sparse_logits
 from longzoo.numbers import require_int, require_number
 from longzoo.quiet import quiet_transformers
 
@@ -185,9 +186,9 @@ def _score(model, tokenizer, windows, batch_size: int):
                     chars += window_chars
                 if not (labels != IGNORE_INDEX).any():
                     continue
-                logits = model(input_ids=ids, attention_mask=mask).logits.float()
                 where = labels != IGNORE_INDEX
-                picked = torch.log_softmax(logits[where], dim=-1)
+                logits = sparse_logits(model, where, input_ids=ids, attention_mask=mask).float()
+                picked = torch.log_softmax(logits, dim=-1)
                 target = labels[where]
                 nats -= float(picked.gather(1, target[:, None]).sum())
                 correct += int((picked.argmax(-1) == target).sum())

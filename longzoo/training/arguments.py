@@ -152,6 +152,10 @@ class PretrainArguments(LongzooArguments):
     logging_steps: int | None = None  # default: max_steps / 50
     eval_steps: int | None = None  # default: max_steps / 5 (used with an eval corpus)
     save_total_limit: int | None = 2
+    # The masked blocks hold exactly the model's inputs; the Trainer's column filter reads the
+    # forward signature, which sparse prediction wraps, and would drop them.
+    remove_unused_columns: bool = False
+    prediction_loss_only: bool = True  # evaluation needs the loss, not sparse logits gathered
     # Unused global projections are frozen, so DDP never meets unused parameters.
     ddp_find_unused_parameters: bool | None = False
 

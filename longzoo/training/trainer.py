@@ -9,6 +9,7 @@
   4 micro-batches of 1 give the same update as 1 batch of 4.  Classification runs have one
   target per document and equal micro-batches: the Trainer's own division by the
   accumulation steps is right once it stops passing ``num_items_in_batch`` to the model.
+* **Masked-LM logits only where a token is predicted** (:mod:`longzoo.models.sparse`).
 * **Training stops at the first non-finite loss or gradient**, before the optimizer step
   can write NaN into the weights, with one line naming the step.  (The Trainer's
   ``logging_nan_inf_filter`` would otherwise hide it behind the average of earlier losses.)
@@ -19,14 +20,21 @@ from __future__ import annotations
 import torch
 from transformers import Trainer, TrainerCallback
 
+from longzoo.models.sparse import use_sparse_prediction
 from longzoo.weights import NonFiniteError
 
 IGNORE_INDEX = -100
 
 
 def masked_lm_loss(outputs, labels, num_items_in_batch=None):
-    """Cross-entropy summed over predicted tokens, divided by the step's predicted-token count."""
+    """Cross-entropy summed over predicted tokens, divided by the step's predicted-token count.
+
+    ``logits`` are either per position (batch, length, vocabulary) or, from sparse prediction,
+    per predicted token (predicted, vocabulary) in the order of ``labels != -100``.
+    """
     logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+    if logits.dim() == 2 and labels.dim() == 2:
+        labels = labels[labels != IGNORE_INDEX]
     total = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(),
         labels.reshape(-1).to(logits.device),
@@ -62,11 +70,18 @@ class LongzooTrainer(Trainer):
     def __init__(self, *args, masked_lm: bool = False, on_non_finite: str = "", **kwargs):
         if masked_lm:
             kwargs["compute_loss_func"] = masked_lm_loss
+            use_sparse_prediction(kwargs.get("model") or args[0])
+        self.masked_lm = masked_lm
         super().__init__(*args, **kwargs)
         if not masked_lm:
             self.model_accepts_loss_kwargs = False  # divide by the accumulation steps ourselves
         self.on_non_finite = on_non_finite
         self.add_callback(_GradientGuard(self))
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.masked_lm and "labels" in inputs:  # logits only where a token is predicted
+            inputs = {**inputs, "predict_mask": inputs["labels"] != IGNORE_INDEX}
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
