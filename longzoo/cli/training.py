@@ -69,6 +69,12 @@ def pretrain(
     ] = False,
     force: ForceOption = False,
     seed: SeedOption = PRETRAIN["seed"],
+    attention_dropout: Annotated[
+        Optional[float],
+        typer.Option(
+            "--attention-dropout", help="Attention dropout while pretraining (the saved config keeps its own)."
+        ),
+    ] = 0.0,
     global_attention: Annotated[
         GlobalAttention, typer.Option("--global-attention", help="Train with global attention on [CLS] / <s>.")
     ] = GlobalAttention.none,

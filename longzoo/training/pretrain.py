@@ -138,11 +138,7 @@ def _run(
     """Tokenize, train, evaluate and publish; called with the output folder prepared and locked."""
     args = override(args, output_dir=str(out / CHECKPOINTS), eval_strategy="steps" if eval_corpora else "no")
     model, new_head = _load_mlm(model_dir, args.seed)
-    if args.attention == "fast":
-        from longzoo.models.attention import use_fast_attention
-
-        use_fast_attention(model)  # same parameters: checkpoints stay stock
-    frozen = _freeze_unused_global_projections(model, args.global_attention)
+    frozen = prepare_model(model, args)
 
     with args.main_process_first(desc="tokenizing"), steps.step("Tokenizing and packing the corpus"):
         train_blocks, train_stats, mode = _packed(corpora, train_docs, tokenizer, model_dir, seq_len, out, args)
@@ -331,6 +327,28 @@ def _load_mlm(model_dir: Path, seed: int):
     new_head = complete_mlm_head(model, missing, seed)
     require_finite(model, f"{model_dir}")
     return model, new_head
+
+
+def prepare_model(model, args: PretrainArguments) -> list[str]:
+    """The model as pretraining runs it (no parameter changes: checkpoints stay stock).
+
+    longzoo's attention unless ``--attention reference``, the run's attention dropout, and
+    global projections frozen where nothing trains them; returns the frozen names.
+    """
+    if args.attention == "fast":
+        from longzoo.models.attention import use_fast_attention
+
+        use_fast_attention(model)
+    _set_attention_dropout(model, args.attention_dropout)
+    return _freeze_unused_global_projections(model, args.global_attention)
+
+
+def _set_attention_dropout(model, probability: float | None) -> None:
+    """Attention-probability dropout for this run only; the saved config keeps the base's value."""
+    if probability is None:
+        return
+    for layer in model.base_model.encoder.layer:
+        layer.attention.self.dropout = probability
 
 
 def _freeze_unused_global_projections(model, global_attention: str) -> list[str]:
