@@ -799,3 +799,19 @@ def test_sparse_prediction_gives_the_full_heads_loss_and_gradients(converted, ca
     for name, grad in grads[0].items():
         torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
     assert set(model.state_dict()) == set(type(model)(model.config).state_dict())  # still the stock class
+
+
+def test_attention_dropout_is_the_runs_and_the_saved_config_keeps_the_bases(converted, corpus, tmp_path):
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    from longzoo.training.pretrain import prepare_model
+
+    model = AutoModelForMaskedLM.from_pretrained(converted["bert-zh-mlm"].out)
+    base_rate = model.config.attention_probs_dropout_prob
+    assert base_rate > 0
+    prepare_model(model, PretrainArguments())
+    assert {layer.attention.self.dropout for layer in model.longformer.encoder.layer} == {0.0}
+    prepare_model(model, PretrainArguments(attention_dropout=None))  # None: the model's own rate stays
+    assert {layer.attention.self.dropout for layer in model.longformer.encoder.layer} == {0.0}
+    pretrain(converted["bert-zh-mlm"].out, [str(corpus)], tmp_path / "o", args=arguments(max_steps=1))
+    assert AutoConfig.from_pretrained(tmp_path / "o").attention_probs_dropout_prob == base_rate
