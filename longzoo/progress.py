@@ -30,15 +30,15 @@ class Steps:
             self.log.print(message, highlight=False)
 
     @contextmanager
-    def step(self, description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
-        """Context for one step; yields ``advance(n=1)`` for steps with a ``total``."""
+    def step(self, description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
+        """Context for one step; yields ``advance(n=1, rate="")`` for steps with a ``total``."""
         start = time.perf_counter()
         if self.progress is None:
-            yield lambda n=1: None
+            yield lambda n=1, rate="": None
         else:
-            task = self.progress.add_task(description, total=total)
+            task = self.progress.add_task(description, total=total, rate="")
             try:
-                yield lambda n=1: self.progress.advance(task, n)
+                yield lambda n=1, rate="": self.progress.update(task, advance=n, rate=rate)
             finally:
                 self.progress.remove_task(task)
         if self.log is not None:

@@ -388,3 +388,65 @@ def test_cli_training_options_are_the_arguments_fields(command, cls):
         assert name in fields or name in not_settings, f"--{name} of {command} is not a field of {cls}"
         if name in fields and name in table:  # the CLI shows the default the arguments use
             assert parameter.default == table[name] == fields[name].default
+
+
+# ----------------------------------------------------------------------------- feedback on long work
+def test_the_plan_is_questioned_when_the_corpus_is_unknown_text_or_too_small(converted):
+    import io
+
+    import numpy as np
+    from rich.console import Console
+    from transformers import AutoTokenizer
+
+    from longzoo.data.packing import Blocks
+    from longzoo.progress import Steps
+    from longzoo.training.pretrain import _warn_about_the_plan
+
+    tokenizer = AutoTokenizer.from_pretrained(converted["bert-zh-mlm"].out)
+    ids = np.full((4, 64), 10, dtype=np.int64)
+    ids[:, :8] = tokenizer.unk_token_id  # 12.5 % unknown
+    blocks = Blocks(ids, np.zeros_like(ids) - 1, np.ones_like(ids))
+
+    def notes(**settings) -> str:
+        shown = io.StringIO()
+        _warn_about_the_plan(blocks, tokenizer, arguments(**settings), Steps(None, log=Console(file=shown)))
+        return shown.getvalue()
+
+    text = notes(max_steps=2, per_device_train_batch_size=2)  # reads the 4 blocks once
+    assert "12% of the corpus tokens are [UNK]" in text and "times over" not in text
+    text = notes(max_steps=40, per_device_train_batch_size=2)
+    assert "40 steps read the corpus 20 times over (4 blocks of 64 tokens)" in text
+    ids[:, :8] = 10
+    assert notes(max_steps=2, per_device_train_batch_size=2) == ""
+
+
+def test_steps_report_progress_with_tokens_per_second():
+    from longzoo.progress import Steps
+    from longzoo.training.callbacks import StepsCallback
+
+    class Bar:
+        def __init__(self):
+            self.calls = []
+
+        def add_task(self, description, total=None, rate=""):
+            self.total = total
+            return 0
+
+        def update(self, task, advance=0, rate=""):
+            self.calls.append((advance, rate))
+
+        def remove_task(self, task):
+            pass
+
+    class State:
+        is_world_process_zero, global_step = True, 4
+
+    bar = Bar()
+    with Steps(bar).step("Training", total=3) as advance:
+        callback = StepsCallback(Steps(bar), advance=advance, tokens_per_step=1000)
+        callback.on_train_begin(None, State, None)
+        for _ in range(3):
+            State.global_step += 1
+            callback.on_step_end(None, State, None)
+    assert bar.total == 3 and [n for n, _ in bar.calls] == [1, 1, 1]
+    assert all(rate.endswith("tokens/s") for _, rate in bar.calls)

@@ -11,7 +11,17 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 from typer.core import TyperGroup
 
 from longzoo.choices import Attention, Wwm
@@ -155,11 +165,28 @@ def no_library_bars() -> None:
     hf_logging.disable_progress_bar()
 
 
+class _Counted(ProgressColumn):
+    """``column`` for a step with a total (training steps); nothing for the others."""
+
+    def __init__(self, column: ProgressColumn):
+        super().__init__()
+        self.column = column
+
+    def render(self, task):
+        return self.column.render(task) if task.total is not None else Text("")
+
+
 def progress_display() -> Progress:
+    """The live display of a command's steps; a step with a total gets a bar, its rate and the time left."""
     return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
+        _Counted(BarColumn(bar_width=24)),
+        _Counted(MofNCompleteColumn()),
+        TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
+        _Counted(TextColumn("left")),
+        _Counted(TimeRemainingColumn()),
         console=err,
         transient=True,
         disable=not err.is_terminal,

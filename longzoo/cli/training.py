@@ -20,6 +20,7 @@ from longzoo.cli._app import (
     no_library_bars,
     out,
     print_eval_change,
+    progress_display,
     steps_log,
     training_arguments,
 )
@@ -90,16 +91,17 @@ def pretrain(
     no_library_bars()
 
     args = training_arguments(PretrainArguments, locals())
-    result = run_pretrain(
-        model_dir,
-        corpus,
-        out_dir,
-        eval_corpora=eval_corpus,
-        resume=resume,
-        force=force,
-        args=args,
-        steps=Steps(None, log=steps_log),
-    )
+    with progress_display() as progress:  # live only at a terminal: steps, tokens/s, time left
+        result = run_pretrain(
+            model_dir,
+            corpus,
+            out_dir,
+            eval_corpora=eval_corpus,
+            resume=resume,
+            force=force,
+            args=args,
+            steps=Steps(progress, log=steps_log),
+        )
     if result.manifest:
         loss = "not logged" if result.train_loss is None else f"{result.train_loss:.4f}"
         out.print(f"trained {result.steps} steps, mean train loss {loss}")

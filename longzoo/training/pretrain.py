@@ -145,9 +145,11 @@ def _run(
         eval_blocks = (
             _packed(eval_corpora, eval_docs, tokenizer, model_dir, seq_len, out, args)[0] if eval_docs else None
         )
+    if args.process_index == 0:
+        _warn_about_the_plan(train_blocks, tokenizer, args, steps)
     train_set = _masked(train_blocks, tokenizer, args, args.seed)
     eval_set = _masked(eval_blocks, tokenizer, args, args.seed + 1) if eval_blocks is not None else None
-    trainer = _trainer(model, args, train_set, eval_set, steps, callbacks)
+    trainer, progress = _trainer(model, args, train_set, eval_set, steps, callbacks, seq_len)
     main = trainer.is_world_process_zero()
     eval_before = _eval_before(model, tokenizer, eval_corpora, seq_len, args, out, resume, steps) if main else None
 
@@ -156,8 +158,10 @@ def _run(
     checkpoint = latest_complete_checkpoint(out / CHECKPOINTS) if resume else None
     if resume and checkpoint is None:
         steps.note("no complete checkpoint to resume from; starting at step 0")
+    resumed_from = int(checkpoint.name.split("-")[1]) if checkpoint else None
     started = time.perf_counter()
-    train_loss = _train(trainer, checkpoint, args.max_steps)
+    with steps.step("Training", total=max(0, args.max_steps - (resumed_from or 0))) as progress.advance:
+        train_loss = _train(trainer, checkpoint, args.max_steps)
     seconds = time.perf_counter() - started
     if not main:
         return PretrainResult(out, trainer.state.global_step, train_loss, None, None)
@@ -177,7 +181,7 @@ def _run(
         frozen=frozen,
         new_lm_head=new_head,
         hyperparameters=_hyperparameters(args, seq_len),
-        resumed_from=int(checkpoint.name.split("-")[1]) if checkpoint else None,
+        resumed_from=resumed_from,
         train_loss=train_loss,
         seconds=round(seconds, 1),
     )
@@ -215,23 +219,26 @@ def _record(model, model_dir, trainer, args, train_stats, mode, eval_corpora, ev
     )
 
 
-def _trainer(model, args, train_set, eval_set, steps, callbacks):
+def _trainer(model, args, train_set, eval_set, steps, callbacks, seq_len: int):
+    """The Trainer, and the callback that reports its steps (its ``advance`` is set while training)."""
     from transformers import PrinterCallback
 
     from longzoo.training.callbacks import EpochCallback, StepsCallback
     from longzoo.training.trainer import LongzooTrainer
 
+    tokens = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size * seq_len
+    progress = StepsCallback(steps, tokens_per_step=tokens)
     trainer = LongzooTrainer(
         model=model,
         args=args,
         train_dataset=train_set,
         eval_dataset=eval_set,
-        callbacks=[EpochCallback(train_set), StepsCallback(steps), *(callbacks or [])],
+        callbacks=[EpochCallback(train_set), progress, *(callbacks or [])],
         masked_lm=True,
         on_non_finite="No model was written; complete checkpoints are kept for --resume (lower --lr, say).",
     )
     trainer.remove_callback(PrinterCallback)  # StepsCallback prints the log lines instead
-    return trainer
+    return trainer, progress
 
 
 def _train(trainer, checkpoint: Path | None, max_steps: int) -> float | None:
@@ -403,6 +410,33 @@ def _packed(specs, documents, tokenizer, model_dir, seq_len, out, args):
         cache.parent.mkdir(parents=True, exist_ok=True)
         save_blocks(blocks, {"corpora": stats, "blocks": len(blocks)}, cache)
     return blocks, stats, mode
+
+
+UNKNOWN_SHARE = 0.05  # above this, the vocabulary does not cover the text
+MAX_EPOCHS = 3  # beyond this, the run mostly memorises the corpus
+
+
+def _warn_about_the_plan(blocks, tokenizer, args: PretrainArguments, steps: Steps) -> None:
+    """Say so when the corpus is largely unknown to the tokenizer, or too small for the run."""
+    import numpy as np
+    from rich.markup import escape
+
+    real = int(blocks.attention_mask.sum())
+    if tokenizer.unk_token_id is not None and real:
+        unknown = int(np.count_nonzero(blocks.input_ids == tokenizer.unk_token_id)) / real
+        if unknown > UNKNOWN_SHARE:
+            steps.note(
+                f"[yellow]warning:[/] {unknown:.0%} of the corpus tokens are {escape(tokenizer.unk_token)}: the "
+                "vocabulary does not cover this text (another language or script, or a wrong encoding?)"
+            )
+    needed = args.max_steps * args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    epochs = needed / max(1, len(blocks))
+    if epochs > MAX_EPOCHS:
+        steps.note(
+            f"[yellow]warning:[/] {args.max_steps:,} steps read the corpus {epochs:.0f} times over "
+            f"({len(blocks):,} blocks of {blocks.input_ids.shape[1]:,} tokens): give more text "
+            "(a built-in corpus is small) or fewer --max-steps"
+        )
 
 
 def _evaluate(model, tokenizer, eval_corpora, seq_len, args) -> dict:
