@@ -43,8 +43,15 @@ def test_packing_keeps_every_token_and_prefers_whole_documents():
     assert rows[2] == [2, *range(1114, 1120), 3, *range(2100, 2103), 3]  # ...its rest shares with doc 2
     assert all(len(r) <= 16 for r in rows)
     assert (blocks.attention_mask.sum(1) == [len(r) for r in rows]).all()
-    words = blocks.word_ids[blocks.input_ids >= 100]
-    assert len(np.unique(words)) == sum(len(d.ids) for d in docs)  # word ids stay unique per document
+    for ids, words in zip(blocks.input_ids, blocks.word_ids, strict=True):  # numbered within each block:
+        content = words[ids >= 100]  # every token here is its own word, distinct across documents
+        assert content.tolist() == list(range(len(content))) and (words[ids < 100] == -1).all()
+    # 5 bytes a token: ids, word ids and mask in the smallest dtypes that hold them
+    assert (blocks.input_ids.dtype, blocks.word_ids.dtype, blocks.attention_mask.dtype) == (
+        np.uint16,
+        np.int16,
+        np.uint8,
+    )
 
 
 # ----------------------------------------------------------------------------- evaluation

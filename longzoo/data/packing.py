@@ -13,11 +13,13 @@ from longzoo.data.corpus import Document
 from longzoo.data.masking import apply_mask, random_pool, select_words, word_ids_for
 from longzoo.quiet import quiet_transformers
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: compact dtypes, word ids numbered within each block
 
 
 @dataclass
 class TokenizedDoc:
+    """One document's tokens: 10 bytes a token (int32 ids and words, int16 characters)."""
+
     ids: np.ndarray  # token ids, no special tokens
     words: np.ndarray  # word id per token (unique within the document), -1 for none
     chars: np.ndarray  # characters each token covers (for bits per character)
@@ -35,9 +37,9 @@ def tokenize_documents(documents: list[Document], tokenizer, mode: str, batch: i
                 offsets = np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2)
                 out.append(
                     TokenizedDoc(
-                        ids=np.array(encoding.ids, dtype=np.int64),
-                        words=word_ids_for(mode, text, encoding),
-                        chars=(offsets[:, 1] - offsets[:, 0]).clip(min=0),
+                        ids=np.array(encoding.ids, dtype=np.int32),
+                        words=word_ids_for(mode, text, encoding).astype(np.int32),
+                        chars=(offsets[:, 1] - offsets[:, 0]).clip(min=0, max=2**15 - 1).astype(np.int16),
                     )
                 )
     return out
@@ -45,7 +47,12 @@ def tokenize_documents(documents: list[Document], tokenizer, mode: str, batch: i
 
 @dataclass
 class Blocks:
-    """Packed training blocks, all ``seq_len`` long."""
+    """Packed training blocks, all ``seq_len`` long, in the smallest dtypes that hold them.
+
+    5 bytes a token instead of 24: ids in uint16 for vocabularies up to 65,536 entries,
+    word ids numbered within each block (int16 up to 32,767 tokens a block), the mask in
+    uint8.  :class:`MaskedBlocks` widens one block at a time to what the model takes.
+    """
 
     input_ids: np.ndarray  # (n, seq_len)
     word_ids: np.ndarray  # (n, seq_len), -1 for special and padding tokens
@@ -93,20 +100,35 @@ def pack(docs: list[TokenizedDoc], seq_len: int, cls_id: int, sep_id: int, pad_i
     flush()
 
     n = len(blocks)
-    input_ids = np.full((n, seq_len), pad_id, dtype=np.int64)
-    word_ids = np.full((n, seq_len), -1, dtype=np.int64)
-    attention = np.zeros((n, seq_len), dtype=np.int64)
+    top = max([cls_id, sep_id, pad_id] + [int(doc.ids.max(initial=0)) for doc in docs])
+    input_ids = np.full((n, seq_len), pad_id, dtype=np.uint16 if top < 2**16 else np.int32)
+    word_ids = np.full((n, seq_len), -1, dtype=np.int16 if seq_len < 2**15 else np.int32)
+    attention = np.zeros((n, seq_len), dtype=np.uint8)
     for b, parts in enumerate(blocks):
         pos = 1
         input_ids[b, 0] = cls_id
+        row = np.full(seq_len, -1, dtype=np.int64)
         for ids, words in parts:
             input_ids[b, pos : pos + len(ids)] = ids
-            word_ids[b, pos : pos + len(ids)] = words
+            row[pos : pos + len(ids)] = words
             pos += len(ids)
             input_ids[b, pos] = sep_id
             pos += 1
         attention[b, :pos] = 1
+        word_ids[b] = _within_block(row)
     return Blocks(input_ids, word_ids, attention)
+
+
+def _within_block(row: np.ndarray) -> np.ndarray:
+    """A block's corpus-wide word ids renumbered 0, 1, ... in the same order (-1 stays -1).
+
+    Masks draw over a block's words in sorted order, so an order-keeping renumbering draws
+    the same masks, and the numbers stay below the block length however large the corpus.
+    """
+    valid = row >= 0
+    ranks = np.full_like(row, -1)
+    ranks[valid] = np.unique(row[valid], return_inverse=True)[1]
+    return ranks
 
 
 def corpus_fingerprint(specs: list[str], tokenizer_dir: Path, seq_len: int, mode: str) -> str:
@@ -134,11 +156,7 @@ def save_blocks(blocks: Blocks, stats: dict, path: Path) -> None:
 
     tmp = path.with_suffix(".partial")
     save_file(
-        {
-            "input_ids": blocks.input_ids.astype(np.int32),
-            "word_ids": blocks.word_ids.astype(np.int32),
-            "attention_mask": blocks.attention_mask.astype(np.int8),
-        },
+        {"input_ids": blocks.input_ids, "word_ids": blocks.word_ids, "attention_mask": blocks.attention_mask},
         str(tmp),
     )
     write_text_atomic(path.with_suffix(".json"), json.dumps(stats, ensure_ascii=False))
@@ -155,11 +173,7 @@ def load_blocks(path: Path) -> tuple[Blocks, dict] | None:
         stats = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
         return None
-    return Blocks(
-        arrays["input_ids"].astype(np.int64),
-        arrays["word_ids"].astype(np.int64),
-        arrays["attention_mask"].astype(np.int64),
-    ), stats
+    return Blocks(arrays["input_ids"], arrays["word_ids"], arrays["attention_mask"]), stats
 
 
 class MaskedBlocks:
@@ -186,13 +200,13 @@ class MaskedBlocks:
         import torch
 
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        ids, words = self.blocks.input_ids[i], self.blocks.word_ids[i]
+        ids, words = self.blocks.input_ids[i].astype(np.int64), self.blocks.word_ids[i]
         selected = select_words(words, rng, self.mlm_prob)
         inputs, labels = apply_mask(ids, words, selected, rng, self.mask_token_id, self.pool)
         item = {
             "input_ids": torch.from_numpy(inputs),
-            "attention_mask": torch.from_numpy(self.blocks.attention_mask[i].copy()),
-            "labels": torch.from_numpy(labels),
+            "attention_mask": torch.from_numpy(self.blocks.attention_mask[i].astype(np.int64)),
+            "labels": torch.from_numpy(labels.astype(np.int64)),
         }
         if self.global_cls:
             glob = torch.zeros(len(ids), dtype=torch.long)
