@@ -158,3 +158,16 @@ def register_tiny_recipe(name: str, base: Path, corpus: str, **plan):
             pretrain=PretrainRecipe(corpus, settings, precision="fp32"),
         )
     )
+
+
+def tiny_pretrain_arguments(**settings):
+    """``PretrainArguments`` for a few steps of a tiny model: batch 2, no warmup, 64 tokens, fp32.
+
+    fp32 unless a precision is given: most tests check exact arithmetic; bf16 has its own.
+    """
+    from longzoo.training.arguments import PretrainArguments
+
+    base = dict(per_device_train_batch_size=2, gradient_accumulation_steps=1, warmup_steps=0, seq_len=64)
+    if not {"precision", "bf16", "fp16"} & settings.keys():
+        base["precision"] = "fp32"
+    return PretrainArguments(**{**base, **settings})

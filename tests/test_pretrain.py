@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from helpers import MAX_POS
+from helpers import MAX_POS, tiny_pretrain_arguments
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -118,19 +118,7 @@ def test_eval_refuses_encoder_only(converted, zh_corpus):
 
 # ----------------------------------------------------------------------------- pretraining
 def arguments(**kw):
-    base = dict(
-        max_steps=8,
-        per_device_train_batch_size=2,
-        gradient_accumulation_steps=1,
-        learning_rate=2e-3,
-        warmup_steps=0,
-        save_steps=4,
-        logging_steps=2,
-        seq_len=64,
-    )
-    if not {"precision", "bf16", "fp16"} & kw.keys():
-        base["precision"] = "fp32"  # these tests check exact arithmetic; bf16 has its own test
-    return PretrainArguments(**{**base, **kw})
+    return tiny_pretrain_arguments(**{"max_steps": 8, "learning_rate": 2e-3, "save_steps": 4, "logging_steps": 2, **kw})
 
 
 def test_pretrain_lowers_held_out_loss_and_writes_a_stock_model(converted, zh_corpus, tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import MAX_POS, WINDOW
+from helpers import MAX_POS, WINDOW, tiny_pretrain_arguments
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 from typer.testing import CliRunner
@@ -43,19 +43,7 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def arguments(**kw) -> PretrainArguments:
-    base = dict(
-        max_steps=2,
-        per_device_train_batch_size=2,
-        gradient_accumulation_steps=1,
-        learning_rate=1e-3,
-        warmup_steps=0,
-        save_steps=1,
-        logging_steps=1,
-        seq_len=64,
-    )
-    if not {"precision", "bf16", "fp16"} & kw.keys():
-        base["precision"] = "fp32"  # these tests check exact arithmetic; bf16 has its own test
-    return PretrainArguments(**{**base, **kw})
+    return tiny_pretrain_arguments(**{"max_steps": 2, "learning_rate": 1e-3, "save_steps": 1, "logging_steps": 1, **kw})
 
 
 def one_error_line(result, fragment: str = "") -> str:

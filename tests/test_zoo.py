@@ -38,7 +38,9 @@ def test_recipe_is_consistent(name):
     assert recipe.position_init in MODES and recipe.pretrain.source
     # the settings are PretrainArguments overrides: every name a field, every value inside its bounds
     args = PretrainArguments(**recipe.pretrain.settings)
-    assert args.max_steps == recipe.pretrain.steps > 0 and args.learning_rate > 0 and args.wwm in WWM_MODES
+    assert (
+        args.max_steps == recipe.pretrain.settings["max_steps"] > 0 and args.learning_rate > 0 and args.wwm in WWM_MODES
+    )
     assert args.seq_len is None or args.seq_len <= recipe.max_positions
     corpus = recipe.pretrain.corpus
     assert corpus in BUILTIN or re.fullmatch(r"[\w.-]+/[\w.-]+(:[\w.-]+)?", corpus)

@@ -68,11 +68,10 @@ def verify_conversion(
             base = base.to(getattr(torch, options.dtype)).float()
         converted, info = auto.from_pretrained(out_dir, dtype=torch.float32, output_loading_info=True)
         converted.eval()
-        fields = _tokenizer_fields(base_dir, out_dir, length)
-        out_tok = fields.pop("tokenizer")
+        fields, out_tok, batch = _tokenizers(base_dir, out_dir, length)
         if options.position_init != "copy":
             fields["positions"] = _substitute_copy_table(converted, base, layout, options.max_pos)
-        fields.update(_differences(base, converted, mlm, fields.pop("batch"), check_global))
+        fields.update(_differences(base, converted, mlm, batch, check_global))
         del base
     with (
         steps.step(f"Running the converted model at {options.max_pos} tokens"),
@@ -90,21 +89,23 @@ def verify_conversion(
     )
 
 
-def _tokenizer_fields(base_dir: Path, out_dir: Path, length: int) -> dict:
-    """The converted tokenizer must give the base's ids; returns its fields and the test batch."""
+def _tokenizers(base_dir: Path, out_dir: Path, length: int):
+    """The converted tokenizer must give the base's ids: its report fields, the tokenizer, the test batch."""
     import torch
     from transformers import AutoTokenizer
 
     base_tok = AutoTokenizer.from_pretrained(base_dir)
     out_tok = AutoTokenizer.from_pretrained(out_dir)
     batch = _batch(base_tok, length)
-    return {
-        "tokenizer_ids_equal": bool(torch.equal(batch["input_ids"], _batch(out_tok, length)["input_ids"])),
-        "tokenizer_class": type(out_tok).__name__,
-        "tokenizer_model_max_length": out_tok.model_max_length,
-        "tokenizer": out_tok,
-        "batch": batch,
-    }
+    return (
+        {
+            "tokenizer_ids_equal": bool(torch.equal(batch["input_ids"], _batch(out_tok, length)["input_ids"])),
+            "tokenizer_class": type(out_tok).__name__,
+            "tokenizer_model_max_length": out_tok.model_max_length,
+        },
+        out_tok,
+        batch,
+    )
 
 
 def _differences(base, converted, mlm: bool, batch, check_global: bool) -> dict:

@@ -15,6 +15,7 @@ carry the old values over.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import os
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from longzoo.training.defaults import FINETUNE, PRETRAIN
 _MACHINE_FIELDS = frozenset({"output_dir", "logging_dir", "use_cpu", "ddp_backend", "hub_token", "push_to_hub_token"})
 
 
-def _cuda() -> bool:
+def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
@@ -41,7 +42,7 @@ def native_bf16() -> bool:
     """Whether this machine computes bf16 natively: a CUDA GPU with bf16, or a CPU with AMX or AVX-512-BF16."""
     import torch
 
-    if torch.cuda.is_available():
+    if cuda_available():
         return torch.cuda.is_bf16_supported()
     try:  # private helpers, but the only way torch exposes what its CPU kernels can use
         return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
@@ -78,7 +79,7 @@ class LongzooArguments(TrainingArguments):
         self._derived = {name: value for name, value in given.items() if getattr(self, name) != value}
         # Without CUDA, transformers runs bf16 autocast, and a torchrun launch (accelerate's
         # MULTI_CPU over gloo), only with use_cpu.
-        self.use_cpu = self.use_cpu or not _cuda()
+        self.use_cpu = self.use_cpu or not cuda_available()
         super().__post_init__()
 
     def check(self) -> None:
@@ -101,7 +102,7 @@ class LongzooArguments(TrainingArguments):
                 [f"--precision {self.precision}"] if self.precision != default else []
             )
             raise LongzooError(f"choose one precision, not {' and '.join(given)}")
-        if "fp16" in (self.precision, *flags) and not _cuda():
+        if "fp16" in (self.precision, *flags) and not cuda_available():
             option = "--fp16" if self.fp16 else "--precision fp16"
             raise LongzooError(f"{option} needs a CUDA GPU; use --precision bf16 (or auto) on a CPU")
 
@@ -192,7 +193,7 @@ class PretrainArguments(LongzooArguments):
             self.eval_steps = max(1, steps // 5)
         if self.activation_checkpointing and self.activation_checkpointing_kwargs is None:
             self.activation_checkpointing_kwargs = {"use_reentrant": False}
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and self.ddp_backend is None and not _cuda():
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and self.ddp_backend is None and not cuda_available():
             self.ddp_backend = "gloo"
 
 
@@ -244,11 +245,6 @@ def override(args: LongzooArguments, **changes) -> LongzooArguments:
     return dataclasses.replace(args, **again, **changes)
 
 
+@functools.cache
 def _transformers_defaults() -> dict:
-    global _DEFAULTS
-    if _DEFAULTS is None:
-        _DEFAULTS = TrainingArguments(output_dir="unused", use_cpu=True, report_to="none").to_dict()
-    return _DEFAULTS
-
-
-_DEFAULTS: dict | None = None
+    return TrainingArguments(output_dir="unused", use_cpu=True, report_to="none").to_dict()

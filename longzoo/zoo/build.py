@@ -141,21 +141,15 @@ def _check_same_recipe(converted: Path, recipe: Recipe) -> None:
 
 def _pretrain_arguments(recipe: Recipe, max_steps: int | None, seq_len: int | None):
     """The recipe's settings over ``PretrainArguments``' defaults, then the user's; checked."""
-    from longzoo.training.arguments import PretrainArguments, override
+    from longzoo.training.arguments import PretrainArguments, cuda_available, override
 
     plan = recipe.pretrain
     given = {name: value for name, value in (("max_steps", max_steps), ("seq_len", seq_len)) if value is not None}
     if isinstance(max_steps, int) and "warmup_steps" in plan.settings:  # a shorter run warms up for a tenth of it
         given["warmup_steps"] = min(plan.settings["warmup_steps"], max_steps // 10)
     # the published fp16 recipes ran on GPUs; elsewhere the hardware decides (bf16 where native)
-    precision = "auto" if plan.precision == "fp16" and not _cuda() else plan.precision
+    precision = "auto" if plan.precision == "fp16" and not cuda_available() else plan.precision
     args = override(PretrainArguments(), **{**plan.settings, "precision": precision, **given})
     if args.seq_len is not None and args.seq_len > recipe.max_positions:
         raise LongzooError(f"--seq-len {args.seq_len} is above the recipe's {recipe.max_positions} positions")
     return args
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()

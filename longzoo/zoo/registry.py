@@ -24,10 +24,6 @@ class PretrainRecipe:
     precision: str = "fp16"  # as published (on GPUs); without CUDA an fp16 recipe trains with --precision auto
     source: str = ""  # which published recipe the numbers come from
 
-    @property
-    def steps(self) -> int:
-        return self.settings["max_steps"]
-
 
 def _plan(corpus: str, source: str, precision: str = "fp16", **settings) -> PretrainRecipe:
     return PretrainRecipe(corpus, settings, precision, source)
