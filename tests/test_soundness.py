@@ -803,3 +803,32 @@ def test_attention_dropout_is_the_runs_and_the_saved_config_keeps_the_bases(conv
     assert {layer.attention.self.dropout for layer in model.longformer.encoder.layer} == {0.0}
     pretrain(converted["bert-zh-mlm"].out, [str(corpus)], tmp_path / "o", args=arguments(max_steps=1))
     assert AutoConfig.from_pretrained(tmp_path / "o").attention_probs_dropout_prob == base_rate
+
+
+@pytest.mark.slow
+def test_sparse_prediction_compiles_to_the_same_loss_and_gradients(converted):
+    """Under torch.compile (boolean-mask indexing makes a data-dependent shape) as in eager mode."""
+    from transformers import AutoModelForMaskedLM
+
+    from longzoo.models.attention import use_fast_attention
+    from longzoo.models.sparse import use_sparse_prediction
+    from longzoo.training.trainer import masked_lm_loss
+
+    torch.manual_seed(0)
+    ids = torch.randint(5, 300, (2, 96))
+    labels = torch.full_like(ids, -100)
+    labels[:, 3:90:7] = ids[:, 3:90:7]
+    runs = []
+    for compiled in (False, True):
+        model = AutoModelForMaskedLM.from_pretrained(converted["roberta-mlm"].out).eval()
+        use_sparse_prediction(use_fast_attention(model))
+        run = torch.compile(model) if compiled else model
+        loss = masked_lm_loss(
+            run(input_ids=ids, attention_mask=torch.ones_like(ids), predict_mask=labels != -100), labels
+        )
+        loss.backward()
+        runs.append((loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    torch.testing.assert_close(runs[1][0], runs[0][0], rtol=1e-5, atol=1e-6)
+    assert runs[0][1].keys() == runs[1][1].keys()
+    for name, grad in runs[0][1].items():
+        torch.testing.assert_close(runs[1][1][name], grad, rtol=1e-4, atol=1e-5, msg=name)
