@@ -17,7 +17,23 @@ Each configuration runs ``--warmup`` untimed steps, then ``--steps`` timed ones 
 process; the median seconds per step, tokens per second and the first logged loss are
 printed, with the ratio notebook / longzoo.
 
-    python benchmarks/pretrain_step.py [--layers 2] [--steps 4] [--warmup 2]
+    python benchmarks/pretrain_step.py [step] [--layers 2] [--steps 4] [--warmup 2]
+
+``data`` measures preparing a corpus instead: People's Daily (1.86M characters, 3,091
+articles) repeated 1x, 4x and 16x into one text file, tokenized with jieba word ids and
+packed into 4096-token blocks, each in a fresh process with an empty cache, by
+
+* **in memory**: what ``longzoo pretrain`` did before (``read_corpus`` + ``tokenize_texts`` +
+  ``pack``, every document and block held in the process);
+* **datasets**: what it does now (``training.corpora.prepare``: ``load_dataset`` and batched
+  ``.map`` steps into Arrow files), with ``--num-proc`` 1 and 2.
+
+Memory is sampled every 50 ms: the peak RSS of the preparing process, and the peak of the
+PSS (proportional set size) summed over it and its children, the ``.map`` workers (RSS
+summed over forked processes would count their shared pages twice).  Seconds are wall
+time from the start of preparation to the packed blocks.
+
+    python benchmarks/pretrain_step.py data [--sizes 1 4 16] [--num-proc 1 2]
 """
 
 from __future__ import annotations
@@ -106,12 +122,123 @@ def measure(system: str, layers: int, steps: int, warmup: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+DATA_CHILD = r"""
+import json, sys, tempfile, time
+from transformers import BertTokenizerFast
+
+system, corpus, num_proc = sys.argv[1], sys.argv[2], int(sys.argv[3])
+folder = tempfile.mkdtemp()
+specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+chars = [chr(c) for c in range(0x4E00, 0x4E00 + 21128 - len(specials))]
+with open(f"{folder}/vocab.txt", "w", encoding="utf-8") as f:
+    f.write("\n".join(specials + chars) + "\n")
+BertTokenizerFast(f"{folder}/vocab.txt", tokenize_chinese_chars=True).save_pretrained(folder)
+tokenizer = BertTokenizerFast.from_pretrained(folder)
+print("ready", flush=True)
+start = time.perf_counter()
+if system == "memory":
+    from longzoo.data.corpus import read_corpus
+    from longzoo.data.packing import pack, tokenize_texts
+    docs = tokenize_texts([d.text for d in read_corpus(corpus)], tokenizer, "jieba")
+    blocks = len(pack(docs, 4096, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id))
+else:
+    from pathlib import Path
+    from longzoo.progress import Steps
+    from longzoo.training.arguments import PretrainArguments
+    from longzoo.training.corpora import prepare
+    args = PretrainArguments(output_dir=folder, num_proc=num_proc, wwm="jieba", max_steps=1)
+    data = prepare([corpus], [], tokenizer, Path(folder), 4096, Path(folder) / "cache", args, Steps(None))
+    blocks = len(data.train)
+print(json.dumps({"seconds": time.perf_counter() - start, "blocks": blocks}))
+"""
+
+
+def memory(process) -> tuple[int, int]:
+    """RSS of ``process`` and the PSS summed over it and its children (0 for those gone)."""
+    import psutil
+
+    rss = pss = 0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            info = p.memory_full_info()
+        except psutil.Error:
+            continue
+        rss = rss or info.rss
+        pss += info.pss
+    return rss, pss
+
+
+def measure_data(system: str, corpus: str, num_proc: int) -> dict:
+    """Seconds to prepare ``corpus`` and the peak RSS of the preparing process tree."""
+    import time
+
+    import psutil
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", DATA_CHILD, system, corpus, str(num_proc)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    process = psutil.Process(child.pid)
+    assert child.stdout.readline().strip() == "ready", child.stderr.read()[-3000:]
+    rss = pss = 0
+    while child.poll() is None:
+        now = memory(process)
+        rss, pss = max(rss, now[0]), max(pss, now[1])
+        time.sleep(0.05)
+    out, err = child.communicate()
+    if child.returncode != 0:
+        raise SystemExit(f"{system} failed:\n{err[-3000:]}")
+    return {**json.loads(out.strip().splitlines()[-1]), "rss": rss, "pss": pss}
+
+
+def data_main(sizes: list[int], processes: list[int]) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from longzoo.data.peoples_daily import load_articles
+
+    text = "\n\n".join(article.text for article in load_articles())
+    folder = Path(tempfile.mkdtemp())
+    print(
+        "| corpus | system | processes | blocks | prepare (s) | peak RSS (GB) | RSS vs 1x "
+        "| peak PSS, all processes (GB) | PSS vs 1x | speed vs datasets, 1 process |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    first: dict = {}
+    for size in sizes:
+        corpus = folder / f"corpus-{size}x.txt"
+        corpus.write_text("\n\n".join([text] * size), encoding="utf-8")
+        chars = len(text) * size + 2 * (size - 1)
+        runs = [("datasets", "arrow", n) for n in sorted(processes)] + [("in memory (before)", "memory", 1)]
+        results = {}
+        for name, system, n in runs:
+            found = results[(system, n)] = measure_data(system, str(corpus), n)
+            first.setdefault((system, n), found)
+            reference = results.get(("arrow", 1), found)
+            one = first[(system, n)]
+            print(
+                f"| {size}x ({chars / 1e6:.1f}M chars) | {name} | {n} | {found['blocks']:,} | {found['seconds']:.1f} "
+                f"| {found['rss'] / 1e9:.2f} | {found['rss'] / one['rss']:.2f}x | {found['pss'] / 1e9:.2f} "
+                f"| {found['pss'] / one['pss']:.2f}x | {reference['seconds'] / found['seconds']:.2f}x |",
+                flush=True,
+            )
+        corpus.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("part", nargs="?", choices=["step", "data"], default="step")
     parser.add_argument("--layers", type=int, nargs="+", default=[2])
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--num-proc", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
+    if args.part == "data":
+        data_main(args.sizes, args.num_proc)
+        return
     print("| layers | system | precision | s / step | tokens / s | first loss | notebook / longzoo |")
     print("|---|---|---|---|---|---|---|")
     for layers in args.layers:

@@ -66,7 +66,7 @@ def train_short_model(
     from transformers import BertConfig, BertForMaskedLM, Trainer, TrainingArguments
 
     from longzoo.data.corpus import read_corpus
-    from longzoo.data.packing import MaskedBlocks, pack, tokenize_documents
+    from longzoo.data.packing import MaskedBlocks, pack, tokenize_texts
     from longzoo.training.callbacks import EpochCallback
 
     torch.manual_seed(seed)
@@ -79,7 +79,7 @@ def train_short_model(
         max_position_embeddings=SHORT_POSITIONS,
     )
     model = BertForMaskedLM.from_pretrained(init) if init else BertForMaskedLM(config)
-    docs = tokenize_documents(read_corpus(str(corpus)), tokenizer, "jieba")
+    docs = tokenize_texts([d.text for d in read_corpus(str(corpus))], tokenizer, "jieba")
     blocks = pack(docs, SHORT_POSITIONS, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
     data = MaskedBlocks(blocks, tokenizer, mlm_prob=0.15, seed=seed)
     args = TrainingArguments(

@@ -21,3 +21,20 @@ def quiet_transformers() -> Iterator[None]:
         yield
     finally:
         logging.set_verbosity(level)
+
+
+@contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """No progress bars or info logs from 🤗 datasets inside the block (longzoo shows its own)."""
+    import datasets
+
+    enabled = datasets.is_progress_bar_enabled()
+    level = datasets.logging.get_verbosity()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        datasets.logging.set_verbosity(level)
+        if enabled:
+            datasets.enable_progress_bars()

@@ -159,3 +159,20 @@ def test_mask_command_json(converted):
     assert json.loads(again.stdout) == shown
     bad = CliRunner().invoke(app, ["mask", str(folder), "--text", "x", "--wwm", "words"])
     assert bad.exit_code == 1 and "--wwm" in bad.stderr
+
+
+def test_word_ids_from_spans_agree_with_a_plain_search():
+    """The vectorised lookup against the obvious loop, on spans with gaps and empty offsets."""
+    import bisect
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        cuts = np.sort(rng.choice(np.arange(1, 60), size=rng.integers(0, 12), replace=False))
+        spans = [(int(a), int(b)) for a, b in zip([0, *cuts], [*cuts, 60], strict=True) if rng.random() > 0.2]
+        starts = rng.integers(0, 62, size=30)
+        offsets = [(int(s), int(s + rng.integers(0, 3))) for s in starts]
+        expected = []
+        for start, end in offsets:
+            j = bisect.bisect_right([s for s, _ in spans], start) - 1
+            expected.append(j if end > start and j >= 0 and start < spans[j][1] else -1)
+        assert word_ids_from_spans(offsets, spans).tolist() == expected

@@ -213,10 +213,10 @@ def test_resume_after_a_kill_gives_the_same_weights(converted, zh_corpus, tmp_pa
 def test_cache_is_reused(converted, zh_corpus, tmp_path, monkeypatch):
     out = tmp_path / "pre"
     pretrain(converted["bert-zh-mlm"].out, [str(zh_corpus / "train.txt")], out, args=arguments(max_steps=1))
-    assert len(list((out / "cache").glob("*.safetensors"))) == 1
-    from longzoo.training import pretrain as module
+    assert list((out / "cache" / "datasets").rglob("*.arrow"))
+    from longzoo.data import arrow
 
-    monkeypatch.setattr(module, "tokenize_documents", lambda *a, **k: pytest.fail("tokenized twice"))
+    monkeypatch.setattr(arrow, "_tokenize_batch", lambda *a, **k: pytest.fail("tokenized twice"))
     pretrain(
         converted["bert-zh-mlm"].out, [str(zh_corpus / "train.txt")], out, args=arguments(max_steps=2), resume=True
     )
@@ -287,6 +287,39 @@ def test_existing_output_needs_resume_or_force(converted, zh_corpus, tmp_path):
         invoke_pretrain(converted["bert-zh-mlm"].out, zh_corpus / "train.txt", tmp_path / "new", "--resume"),
         "nothing to resume",
     )
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--eval-split", "1.5"], "--eval-split"),
+        (["--eval-split", "nan"], "--eval-split"),
+        (["--eval-split", "0"], "--eval-split"),
+        (["--num-proc", "0"], "--num-proc"),
+        (["--eval-split", "0.1", "--eval-corpus", "x.txt"], "choose --eval-corpus or --eval-split, not both"),
+        (["--eval-corpus", "missing.txt"], "missing.txt: no such file"),
+    ],
+)
+def test_bad_data_options(converted, zh_corpus, tmp_path, extra, fragment):
+    out = tmp_path / "o"
+    one_line(invoke_pretrain(converted["bert-zh-mlm"].out, zh_corpus / "train.txt", out, *extra), fragment)
+    assert not out.exists()
+
+
+def test_eval_split_evaluates_held_out_documents(converted, zh_corpus, tmp_path):
+    out = tmp_path / "o"
+    args = ["--eval-split", "0.25", "--num-proc", "2", "--logging-steps", "1"]
+    result = invoke_pretrain(converted["bert-zh-mlm"].out, zh_corpus / "train.txt", out, *args)
+    assert result.exit_code == 0, result.output
+    record = read_manifest(out).pretrain
+    assert record.eval_corpora == ["train.txt (held-out 25%)"] and record.eval.before and record.eval.after
+    from longzoo.data.corpus import read_corpus
+
+    documents = len(read_corpus(str(zh_corpus / "train.txt")))
+    held = round(documents * 0.25)
+    assert record.corpora[0].documents == documents - held and record.eval.after.documents == held
+    assert record.options["eval_split"] == 0.25
+    assert "num_proc" not in record.options  # this machine's cores, not a setting of the run
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -386,33 +419,36 @@ def test_cli_training_options_are_the_arguments_fields(command, cls):
 
 
 # ----------------------------------------------------------------------------- feedback on long work
-def test_the_plan_is_questioned_when_the_corpus_is_unknown_text_or_too_small(converted):
+def test_the_plan_is_questioned_when_the_corpus_is_unknown_text_or_too_small(converted, tmp_path):
     import io
 
-    import numpy as np
     from rich.console import Console
     from transformers import AutoTokenizer
 
-    from longzoo.data.packing import Blocks
     from longzoo.progress import Steps
+    from longzoo.training.corpora import prepare
     from longzoo.training.pretrain import _warn_about_the_plan
 
-    tokenizer = AutoTokenizer.from_pretrained(converted["bert-zh-mlm"].out)
-    ids = np.full((4, 64), 10, dtype=np.int64)
-    ids[:, :8] = tokenizer.unk_token_id  # 12.5 % unknown
-    blocks = Blocks(ids, np.zeros_like(ids) - 1, np.ones_like(ids))
+    model_dir = converted["bert-zh-mlm"].out
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    corpus = tmp_path / "corpus.txt"
 
-    def notes(**settings) -> str:
-        shown = io.StringIO()
-        _warn_about_the_plan(blocks, tokenizer, arguments(**settings), Steps(None, log=Console(file=shown)))
+    def notes(text: str, **settings) -> str:
+        corpus.write_text(text, encoding="utf-8")
+        args, shown = arguments(**settings), io.StringIO()
+        data = prepare([str(corpus)], [], tokenizer, model_dir, 64, tmp_path / "cache", args, Steps(None))
+        _warn_about_the_plan(data, tokenizer, args, Steps(None, log=Console(file=shown)))
         return shown.getvalue()
 
-    text = notes(max_steps=2, per_device_train_batch_size=2)  # reads the 4 blocks once
-    assert "12% of the corpus tokens are [UNK]" in text and "times over" not in text
-    text = notes(max_steps=40, per_device_train_batch_size=2)
-    assert "40 steps read the corpus 20 times over (4 blocks of 64 tokens)" in text
-    ids[:, :8] = 10
-    assert notes(max_steps=2, per_device_train_batch_size=2) == ""
+    known = CHINESE[:400]  # the tiny vocabulary's own text: about 7 blocks of 64 tokens
+    assert notes(known, max_steps=2, per_device_train_batch_size=2) == ""
+    text = notes(known + "\n\n" + "Привет мир " * 40, max_steps=2, per_device_train_batch_size=2)
+    assert "% of the corpus tokens are [UNK]" in text and "times over" not in text
+    text = notes(known, max_steps=40, per_device_train_batch_size=2)
+    times, blocks = map(
+        int, re.search(r"40 steps read the corpus (\d+) times over \((\d+) blocks of 64", text).groups()
+    )
+    assert 5 <= blocks <= 9 and times == round(80 / blocks)
 
 
 def test_steps_report_progress_with_tokens_per_second():

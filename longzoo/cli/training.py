@@ -53,6 +53,13 @@ def pretrain(
     eval_corpus: Annotated[
         Optional[list[str]], typer.Option("--eval-corpus", help="Held-out text, evaluated before and after.")
     ] = None,
+    eval_split: Annotated[
+        Optional[float],
+        typer.Option("--eval-split", help="Hold out this share of the training documents (0-1) as the eval corpus."),
+    ] = None,
+    num_proc: Annotated[
+        Optional[int], typer.Option("--num-proc", help="Processes tokenizing the corpus; default: the cores available.")
+    ] = None,
     precision: Annotated[
         Precision,
         typer.Option("--precision", help="auto: bf16 mixed precision where the hardware runs it natively, else fp32."),

@@ -12,6 +12,7 @@ from longzoo.cli._app import (
     no_library_bars,
     out,
     print_eval_change,
+    progress_display,
     steps_log,
 )
 
@@ -71,16 +72,17 @@ def zoo_build(
     from longzoo.zoo.build import build
 
     no_library_bars()
-    result = build(
-        name,
-        out=out_dir,
-        corpora=corpus,
-        eval_corpora=eval_corpus,
-        max_steps=max_steps,
-        seq_len=seq_len,
-        push_to=push_to,
-        steps=Steps(None, log=steps_log),
-    )
+    with progress_display() as progress:  # live only at a terminal: steps, tokens/s, time left
+        result = build(
+            name,
+            out=out_dir,
+            corpora=corpus,
+            eval_corpora=eval_corpus,
+            max_steps=max_steps,
+            seq_len=seq_len,
+            push_to=push_to,
+            steps=Steps(progress, log=steps_log),
+        )
     if result.skipped:
         out.print(f"already done, skipped: {', '.join(result.skipped)}")
     print_eval_change(result.eval_before, result.eval_after)

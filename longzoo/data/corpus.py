@@ -4,9 +4,13 @@ A plain text file holds documents separated by blank lines; a ``.jsonl`` file ho
 JSON object per line with a ``text`` field.  A folder is read recursively (``*.txt``,
 ``*.jsonl``, in name order).  A name that is not a path is a built-in corpus (see
 :data:`BUILTIN`) or a Hub dataset, ``NAME[:CONFIG]``, streamed with ``datasets`` (``text``
-column, ``train`` split).  Every problem a user can
-cause — missing or empty paths, binary files, invalid UTF-8 — is a one-line
-:class:`LongzooError` naming the file (and the byte offset for bad UTF-8).
+column, ``train`` split).  Every problem a user can cause — missing or empty paths, binary
+files, invalid UTF-8, JSON lines without text — is a one-line :class:`LongzooError` naming
+the file (and the line, or the byte offset for bad UTF-8).
+
+These readers hold documents in memory, for evaluation; pretraining prepares its corpora
+on disk with 🤗 datasets (:mod:`longzoo.data.arrow`) and uses them for checks and for the
+precise error when a ``datasets`` builder fails.
 """
 
 from __future__ import annotations
@@ -41,36 +45,57 @@ def hub_dataset_id(spec: str) -> str | None:
     return None if Path(spec).expanduser().exists() or spec in BUILTIN else spec
 
 
-def read_corpus(spec: str, *, stream_char_budget: int | None = None) -> list[Document]:
-    """All documents of one ``--corpus`` argument; raises when none has any text.
-
-    Local files are read whole.  A streamed Hub dataset stops once its documents hold
-    ``stream_char_budget`` characters: enough for the run, not the whole dataset.
-    """
+def corpus_files(spec: str) -> list[Path]:
+    """The files a local ``--corpus`` names: itself, or a folder's text and JSON Lines files."""
     path = Path(spec).expanduser()
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES + JSONL_SUFFIXES)
         if not files:
             raise LongzooError(f"{spec}: folder holds no .txt or .jsonl files")
-        texts = (text for file in files for text in _read_file(file))
-    elif path.is_file():
-        texts = _read_file(path)
+        return files
+    if path.is_file():
+        return [path]
+    raise LongzooError(f"{spec}: no such file or folder")
+
+
+def check_corpus(spec: str) -> None:
+    """What can be checked of a ``--corpus`` before any work: local paths exist and hold text."""
+    if Path(spec).expanduser().exists():
+        for file in corpus_files(spec):
+            check_not_binary(file)
+    elif spec not in BUILTIN and _looks_like_path(spec):
+        raise LongzooError(f"{spec}: no such file or folder")
+
+
+def corpus_texts(spec: str, *, char_budget: int | None = None) -> Iterator[str]:
+    """The cleaned, non-empty documents of one ``--corpus``, one at a time.
+
+    A streamed Hub dataset stops once its documents hold ``char_budget`` characters.
+    """
+    path = Path(spec).expanduser()
+    if path.exists():
+        texts = (text for file in corpus_files(spec) for text in _read_file(file))
     elif spec in BUILTIN:
         texts = BUILTIN[spec]()
     elif _looks_like_path(spec):
         raise LongzooError(f"{spec}: no such file or folder")
     else:
         texts = _hub_dataset(spec)
-    budget = stream_char_budget if not path.exists() else None
-    documents = []
+    budget = char_budget if not path.exists() else None
     chars = 0
     for text in texts:
-        cleaned = _clean(text)
+        cleaned = clean_text(text)
         if cleaned:
-            documents.append(Document(cleaned, corpus_name(spec)))
+            yield cleaned
             chars += len(cleaned)
             if budget and chars >= budget:
-                break
+                return
+
+
+def read_corpus(spec: str, *, stream_char_budget: int | None = None) -> list[Document]:
+    """All documents of one ``--corpus``, in memory (for evaluation corpora; pretraining
+    prepares its corpora on disk, see :mod:`longzoo.data.arrow`)."""
+    documents = [Document(text, corpus_name(spec)) for text in corpus_texts(spec, char_budget=stream_char_budget)]
     if not documents:
         raise LongzooError(f"{spec}: no text left after cleaning (empty corpus)")
     return documents
@@ -81,18 +106,35 @@ def _looks_like_path(spec: str) -> bool:
     return looks_like_path(spec) or bool(Path(spec).suffix)
 
 
-def _clean(text: str) -> str:
-    # Normalise line ends and strip control characters that tokenizers would keep.
+def clean_text(text: str) -> str:
+    """Line ends normalised, control characters (which tokenizers would keep) and edge spaces gone."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\ufeff", "")
     text = "".join(ch for ch in text if ch in "\n\t" or ch.isprintable() or ch == " ")
     return "\n".join(line.strip() for line in text.strip().split("\n"))
 
 
+def split_paragraphs(text: str) -> list[str]:
+    """The cleaned, non-empty documents of a text: paragraphs separated by blank lines."""
+    return [doc for doc in (clean_text(part) for part in _BLANK_LINES.split(text)) if doc]
+
+
+def check_not_binary(path: Path) -> None:
+    with path.open("rb") as fh:
+        if b"\x00" in fh.read(8192):
+            raise LongzooError(f"{path}: binary file, not text")
+
+
+def diagnose_files(files: list[Path]) -> None:
+    """Raise the precise error (file, line or byte offset) for the first unreadable file."""
+    for file in files:
+        for _ in _read_file(file):
+            pass
+
+
 def read_text_file(path: Path) -> str:
     """A UTF-8 text file's contents; binary files and bad UTF-8 are one-line errors."""
+    check_not_binary(path)
     data = path.read_bytes()
-    if b"\x00" in data[:8192]:
-        raise LongzooError(f"{path}: binary file, not text")
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
@@ -142,13 +184,9 @@ BUILTIN = {"peoples-daily-1998": _peoples_daily, "installed-readmes": _installed
 
 
 def _hub_dataset(spec: str) -> Iterator[str]:
+    from datasets import load_dataset
+
     name, _, config = spec.partition(":")
-    try:
-        from datasets import load_dataset
-    except ImportError:
-        raise LongzooError(
-            f"{name}: not a local path; reading Hub datasets needs `pip install datasets`{_builtin_hint(spec)}"
-        ) from None
     try:
         stream = load_dataset(name, config or None, split="train", streaming=True)
         for record in stream:

@@ -17,7 +17,6 @@ mask is reproducible from ``(seed, epoch, example)`` and new in every epoch.
 
 from __future__ import annotations
 
-import bisect
 import logging
 
 import numpy as np
@@ -53,15 +52,15 @@ def word_ids_from_spans(offsets, spans: list[tuple[int, int]]) -> np.ndarray:
     ``offsets`` are the fast tokenizer's ``(start, end)`` character offsets; special
     tokens have empty offsets and get -1.
     """
-    starts = [s for s, _ in spans]
-    ids = np.full(len(offsets), -1, dtype=np.int64)
-    for i, (start, end) in enumerate(offsets):
-        if end <= start:
-            continue
-        j = bisect.bisect_right(starts, start) - 1
-        if j >= 0 and start < spans[j][1]:
-            ids[i] = j
-    return ids
+    offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    if not spans:
+        return np.full(len(offsets), -1, dtype=np.int64)
+    bounds = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+    # the last span starting at or before the token's first character (spans are sorted) ...
+    j = np.searchsorted(bounds[:, 0], offsets[:, 0], side="right") - 1
+    # ... holds the token when that character lies inside it; empty offsets hold nothing
+    inside = (j >= 0) & (offsets[:, 0] < bounds[np.maximum(j, 0), 1]) & (offsets[:, 1] > offsets[:, 0])
+    return np.where(inside, j, -1)
 
 
 def word_ids_for(mode: str, text: str, encoding) -> np.ndarray:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from longzoo.data.corpus import Document
 from longzoo.data.masking import apply_mask, random_pool, select_words, word_ids_for
 from longzoo.quiet import quiet_transformers
 
-CACHE_FORMAT = 2  # 2: compact dtypes, word ids numbered within each block
+CACHE_FORMAT = 3  # 3: Arrow files written by datasets' .map; 2: compact dtypes, word ids within each block
 
 
 @dataclass
@@ -25,15 +21,14 @@ class TokenizedDoc:
     chars: np.ndarray  # characters each token covers (for bits per character)
 
 
-def tokenize_documents(documents: list[Document], tokenizer, mode: str, batch: int = 64) -> list[TokenizedDoc]:
-    """Tokenize every document once, with word ids from the chosen segmenter."""
-
+def tokenize_texts(texts: list[str], tokenizer, mode: str, batch: int = 64) -> list[TokenizedDoc]:
+    """Tokenize every text once, with word ids from the chosen segmenter."""
     out = []
     with quiet_transformers():  # long documents exceed model_max_length on purpose
-        for start in range(0, len(documents), batch):
-            texts = [d.text for d in documents[start : start + batch]]
-            encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-            for text, encoding in zip(texts, encoded.encodings, strict=True):
+        for start in range(0, len(texts), batch):
+            part = texts[start : start + batch]
+            encoded = tokenizer(part, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+            for text, encoding in zip(part, encoded.encodings, strict=True):
                 offsets = np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2)
                 out.append(
                     TokenizedDoc(
@@ -60,6 +55,9 @@ class Blocks:
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+    def row(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.input_ids[i], self.word_ids[i], self.attention_mask[i]
 
 
 def pack(docs: list[TokenizedDoc], seq_len: int, cls_id: int, sep_id: int, pad_id: int) -> Blocks:
@@ -131,60 +129,16 @@ def _within_block(row: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def corpus_fingerprint(specs: list[str], tokenizer_dir: Path, seq_len: int, mode: str) -> str:
-    """Identifies a packed corpus: inputs (paths, sizes, times), tokenizer, length, masking."""
-    h = hashlib.sha256(json.dumps([CACHE_FORMAT, seq_len, mode]).encode())
-    for spec in specs:
-        path = Path(spec).expanduser()
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in files:
-            stat = file.stat() if file.exists() else None
-            h.update(
-                f"{file.resolve() if stat else spec}|{stat.st_size if stat else ''}|{stat.st_mtime_ns if stat else ''}".encode()
-            )
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
-        file = tokenizer_dir / name
-        if file.is_file():
-            h.update(file.read_bytes())
-    return h.hexdigest()[:20]
-
-
-def save_blocks(blocks: Blocks, stats: dict, path: Path) -> None:
-    from safetensors.numpy import save_file
-
-    from longzoo.outputs import write_text_atomic
-
-    tmp = path.with_suffix(".partial")
-    save_file(
-        {"input_ids": blocks.input_ids, "word_ids": blocks.word_ids, "attention_mask": blocks.attention_mask},
-        str(tmp),
-    )
-    write_text_atomic(path.with_suffix(".json"), json.dumps(stats, ensure_ascii=False))
-    tmp.replace(path)  # the blocks file appears last: its presence means the cache is whole
-
-
-def load_blocks(path: Path) -> tuple[Blocks, dict] | None:
-    from safetensors.numpy import load_file
-
-    if not path.is_file() or not path.with_suffix(".json").is_file():
-        return None
-    try:
-        arrays = load_file(str(path))
-        stats = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-    except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
-        return None
-    return Blocks(arrays["input_ids"], arrays["word_ids"], arrays["attention_mask"]), stats
-
-
 class MaskedBlocks:
     """A map-style dataset that masks each block anew every epoch, reproducibly.
 
     The mask of block ``i`` in epoch ``e`` comes from a generator seeded with
     ``(seed, e, i)``: the same on every run and on every rank, different each epoch.
-    Set :attr:`epoch` at the start of each epoch (see ``EpochCallback``).
+    Set :attr:`epoch` at the start of each epoch (see ``EpochCallback``).  ``blocks`` is
+    :class:`Blocks` or ``arrow.ArrowBlocks``: anything with ``len`` and ``row(i)``.
     """
 
-    def __init__(self, blocks: Blocks, tokenizer, *, mlm_prob: float, seed: int, global_cls: bool = False):
+    def __init__(self, blocks, tokenizer, *, mlm_prob: float, seed: int, global_cls: bool = False):
         self.blocks = blocks
         self.mlm_prob = mlm_prob
         self.seed = seed
@@ -200,12 +154,13 @@ class MaskedBlocks:
         import torch
 
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        ids, words = self.blocks.input_ids[i].astype(np.int64), self.blocks.word_ids[i]
+        ids, words, attention = self.blocks.row(i)
+        ids = ids.astype(np.int64)
         selected = select_words(words, rng, self.mlm_prob)
         inputs, labels = apply_mask(ids, words, selected, rng, self.mask_token_id, self.pool)
         item = {
             "input_ids": torch.from_numpy(inputs),
-            "attention_mask": torch.from_numpy(self.blocks.attention_mask[i].astype(np.int64)),
+            "attention_mask": torch.from_numpy(attention.astype(np.int64)),
             "labels": torch.from_numpy(labels.astype(np.int64)),
         }
         if self.global_cls:

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from longzoo.converters.adapters import usable_positions
-from longzoo.data.corpus import read_corpus
+from longzoo.data.corpus import Document, read_corpus
 from longzoo.data.masking import IGNORE_INDEX, apply_mask, random_pool, resolve_mode, select_words
-from longzoo.data.packing import TokenizedDoc, tokenize_documents
+from longzoo.data.packing import TokenizedDoc, tokenize_texts
 from longzoo.errors import LongzooError
 from longzoo.models.sparse import sparse_logits
 from longzoo.numbers import require_int, require_number
@@ -94,8 +94,9 @@ def evaluate(
     attention: str = "fast",
     model=None,
     tokenizer=None,
+    documents: list[Document] | None = None,
 ) -> dict:
-    """MLM loss, bits per token and per character, and accuracy on ``corpora``.
+    """MLM loss, bits per token and per character, and accuracy on ``corpora`` (or ``documents``).
 
     Returns ``{"loss", "bpc", "bits_per_char", "mlm_accuracy", "tokens", "characters",
     "predicted", "documents", "window", "wwm"}``; ``bpc`` is ``loss / ln 2`` (bits per
@@ -111,9 +112,10 @@ def evaluate(
     window = min(seq_len or limit, limit)
     if seq_len and seq_len > limit:
         raise LongzooError(f"--seq-len {seq_len} is above the model's {limit} positions")
-    documents = [doc for spec in corpora for doc in read_corpus(spec)]
+    if documents is None:
+        documents = [doc for spec in corpora for doc in read_corpus(spec)]
     mode = resolve_mode(wwm, tokenizer, documents[0].text)
-    docs = tokenize_documents(documents, tokenizer, mode)
+    docs = tokenize_texts([d.text for d in documents], tokenizer, mode)
     windows = list(_scored_windows(docs, tokenizer, window - 2, mlm_prob, seed))
     nats, correct, predicted, chars = _score(model, tokenizer, windows, batch_size)
     if predicted == 0:

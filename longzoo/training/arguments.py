@@ -29,7 +29,17 @@ from longzoo.numbers import require_int, require_number
 from longzoo.training.defaults import FINETUNE, PRETRAIN
 
 # Not kept in records: where this machine put things, and what its hardware decided.
-_MACHINE_FIELDS = frozenset({"output_dir", "logging_dir", "use_cpu", "ddp_backend", "hub_token", "push_to_hub_token"})
+_MACHINE_FIELDS = frozenset(
+    {"output_dir", "logging_dir", "use_cpu", "ddp_backend", "hub_token", "push_to_hub_token", "num_proc"}
+)
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity; a container's share where it sets one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def cuda_available() -> bool:
@@ -142,6 +152,9 @@ class PretrainArguments(LongzooArguments):
     # probability dropout moves attention off the fused kernel: 3.5x its time.  None keeps
     # the model's own value.  The saved config is untouched, so fine-tuning gets the base's.
     attention_dropout: float | None = 0.0
+    # Processes that tokenize the corpus (datasets' num_proc); the blocks do not depend on it.
+    num_proc: int | None = None  # default: the cores available
+    eval_split: float | None = None  # hold out this share of the training documents for evaluation
 
     max_steps: int = PRETRAIN["max_steps"]
     per_device_train_batch_size: int = PRETRAIN["per_device_train_batch_size"]
@@ -175,6 +188,8 @@ class PretrainArguments(LongzooArguments):
         require_int("seq_len", self.seq_len, low=8, optional=True)
         require_number("mlm_probability", self.mlm_probability, low=0.0, high=1.0, open_low=True, open_high=True)
         require_number("attention_dropout", self.attention_dropout, low=0.0, high=1.0, open_high=True, optional=True)
+        require_int("num_proc", self.num_proc, low=1, high=4096, optional=True)
+        require_number("eval_split", self.eval_split, low=0.0, high=1.0, open_low=True, open_high=True, optional=True)
         require_number("adam_epsilon", self.adam_epsilon, low=0.0, high=1.0, open_low=True)
         require_number("max_grad_norm", self.max_grad_norm, low=0.0)
         Wwm.require("--wwm", self.wwm)
@@ -191,6 +206,8 @@ class PretrainArguments(LongzooArguments):
             self.logging_steps = max(1, steps // 50)
         if self.eval_steps is None:
             self.eval_steps = max(1, steps // 5)
+        if self.num_proc is None:
+            self.num_proc = available_cores()
         if self.activation_checkpointing and self.activation_checkpointing_kwargs is None:
             self.activation_checkpointing_kwargs = {"use_reentrant": False}
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and self.ddp_backend is None and not cuda_available():

@@ -16,9 +16,8 @@ from pathlib import Path
 
 from longzoo.cards.render import check_records
 from longzoo.converters.adapters import usable_positions
-from longzoo.data.corpus import corpus_name, hub_dataset_id, read_corpus
-from longzoo.data.masking import resolve_mode
-from longzoo.data.packing import MaskedBlocks, corpus_fingerprint, load_blocks, pack, save_blocks, tokenize_documents
+from longzoo.data.corpus import check_corpus
+from longzoo.data.packing import MaskedBlocks
 from longzoo.errors import LongzooError
 from longzoo.manifest import MANIFEST, add_step, read_manifest, write_manifest
 from longzoo.models.folders import copy_tokenizer, load_tokenizer, longformer_config
@@ -34,12 +33,12 @@ from longzoo.outputs import (
 from longzoo.progress import Steps
 from longzoo.quiet import quiet_transformers
 from longzoo.records import BeforeAfter, CorpusStats, Hyperparameters, LossCurve, Manifest, PretrainRecord
-from longzoo.text import mostly_han
 from longzoo.training.arguments import PretrainArguments, override
 from longzoo.weights import complete_mlm_head, require_finite
 
 CHECKPOINTS = "checkpoints"
 CACHE = "cache"
+DATASETS = "datasets"  # under CACHE: the Arrow files of the prepared corpora
 LOSS_PLOT = "loss.png"
 
 
@@ -80,40 +79,31 @@ def pretrain(
     tokenizer = load_tokenizer(model_dir, config)
     check_records(model_dir)  # a broken manifest fails now, not after hours of training
     seq_len = _sequence_length(config, args)
-    if not corpora:
-        raise LongzooError("give at least one --corpus")
+    eval_corpora = list(eval_corpora or [])
+    _check_corpora(corpora, eval_corpora, args)
     writer = int(os.environ.get("RANK", "0")) == 0  # under torchrun only the first process writes
     if writer:
-        _check_output(out, model_dir, resume, force)  # before reading corpora: fail fast
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    budget = (
-        args.max_steps * args.per_device_train_batch_size * args.gradient_accumulation_steps * world * seq_len * 8
-    )  # chars
-    train_docs = [doc for spec in corpora for doc in read_corpus(spec, stream_char_budget=budget)]
-    eval_docs = [doc for spec in eval_corpora or [] for doc in read_corpus(spec, stream_char_budget=budget)]
+        _check_output(out, model_dir, resume, force)  # before anything is prepared: fail fast
     with output_lock(out) if writer else contextlib.nullcontext():
         fresh = writer and not (out.is_dir() and any(out.iterdir()))
         if writer:
             _prepare_output(out, model_dir, resume, force)
         try:
-            return _run(
-                model_dir,
-                tokenizer,
-                corpora,
-                out,
-                eval_corpora,
-                resume,
-                args,
-                callbacks,
-                steps,
-                seq_len,
-                train_docs,
-                eval_docs,
-            )
+            return _run(model_dir, tokenizer, corpora, out, eval_corpora, resume, args, callbacks, steps, seq_len)
         except BaseException:
             if fresh:
                 _remove_if_nothing_to_resume(out)
             raise
+
+
+def _check_corpora(corpora: list[str], eval_corpora: list[str], args: PretrainArguments) -> None:
+    """What can be known of the corpora before the output folder is touched (``--force`` clears it)."""
+    if not corpora:
+        raise LongzooError("give at least one --corpus")
+    if eval_corpora and args.eval_split is not None:
+        raise LongzooError("choose --eval-corpus or --eval-split, not both")
+    for spec in [*corpora, *eval_corpora]:
+        check_corpus(spec)
 
 
 def _remove_if_nothing_to_resume(out: Path) -> None:
@@ -132,26 +122,25 @@ def _sequence_length(config, args: PretrainArguments) -> int:
     return seq_len
 
 
-def _run(
-    model_dir, tokenizer, corpora, out, eval_corpora, resume, args, callbacks, steps, seq_len, train_docs, eval_docs
-):
-    """Tokenize, train, evaluate and publish; called with the output folder prepared and locked."""
-    args = override(args, output_dir=str(out / CHECKPOINTS), eval_strategy="steps" if eval_corpora else "no")
+def _run(model_dir, tokenizer, corpora, out, eval_corpora, resume, args, callbacks, steps, seq_len):
+    """Prepare the corpora, train, evaluate and publish; called with the output folder prepared and locked."""
+    from longzoo.training.corpora import prepare
+
+    evaluating = bool(eval_corpora) or args.eval_split is not None
+    args = override(args, output_dir=str(out / CHECKPOINTS), eval_strategy="steps" if evaluating else "no")
     model, new_head = _load_mlm(model_dir, args.seed)
     frozen = prepare_model(model, args)
 
-    with args.main_process_first(desc="tokenizing"), steps.step("Tokenizing and packing the corpus"):
-        train_blocks, train_stats, mode = _packed(corpora, train_docs, tokenizer, model_dir, seq_len, out, args)
-        eval_blocks = (
-            _packed(eval_corpora, eval_docs, tokenizer, model_dir, seq_len, out, args)[0] if eval_docs else None
-        )
+    # one process per machine prepares; the others then find its Arrow files by fingerprint
+    with args.main_process_first(desc="preparing the corpus"), steps.step("Tokenizing and packing the corpus"):
+        data = prepare(corpora, eval_corpora, tokenizer, model_dir, seq_len, out / CACHE / DATASETS, args, steps)
     if args.process_index == 0:
-        _warn_about_the_plan(train_blocks, tokenizer, args, steps)
-    train_set = _masked(train_blocks, tokenizer, args, args.seed)
-    eval_set = _masked(eval_blocks, tokenizer, args, args.seed + 1) if eval_blocks is not None else None
+        _warn_about_the_plan(data, tokenizer, args, steps)
+    train_set = _masked(data.train, tokenizer, args, args.seed)
+    eval_set = _masked(data.eval, tokenizer, args, args.seed + 1) if data.eval is not None else None
     trainer, progress = _trainer(model, args, train_set, eval_set, steps, callbacks, seq_len)
     main = trainer.is_world_process_zero()
-    eval_before = _eval_before(model, tokenizer, eval_corpora, seq_len, args, out, resume, steps) if main else None
+    eval_before = _eval_before(model, tokenizer, data, seq_len, args, out, resume, steps) if main else None
 
     from longzoo.training.checkpoints import latest_complete_checkpoint
 
@@ -172,9 +161,9 @@ def _run(
     model.eval()
     require_finite(model, "the trained model")
     eval_after = None
-    if eval_corpora:
+    if data.eval is not None:
         with steps.step("Evaluating after training"):
-            eval_after = _evaluate(model, tokenizer, eval_corpora, seq_len, args)
+            eval_after = _evaluate(model, tokenizer, data, seq_len, args)
 
     run = dict(
         seq_len=seq_len,
@@ -186,7 +175,7 @@ def _run(
         seconds=round(seconds, 1),
     )
     evaluations = (eval_before, eval_after)
-    record = _record(model, model_dir, trainer, args, train_stats, mode, eval_corpora, evaluations, run)
+    record = _record(model, model_dir, trainer, args, data, evaluations, run)
     with steps.step("Saving the pretrained model"):
         manifest = _publish(model, model_dir, out, record)
     return PretrainResult(out, trainer.state.global_step, train_loss, eval_before, eval_after, manifest)
@@ -197,24 +186,22 @@ def _masked(blocks, tokenizer, args: PretrainArguments, seed: int) -> MaskedBloc
     return MaskedBlocks(blocks, tokenizer, mlm_prob=args.mlm_probability, seed=seed, global_cls=global_cls)
 
 
-def _record(model, model_dir, trainer, args, train_stats, mode, eval_corpora, evaluations, run: dict):
+def _record(model, model_dir, trainer, args, data, evaluations, run: dict):
     """The manifest's ``pretrain`` record; ``run`` holds the numbers of this run."""
     before, after = evaluations
     return PretrainRecord(
         model=model_dir.resolve().name,
         architecture=type(model).__name__,
-        corpora=[CorpusStats(**stats) for stats in train_stats],
-        eval_corpora=[corpus_name(c) for c in eval_corpora or []],
+        corpora=[CorpusStats(**stats) for stats in data.stats],
+        eval_corpora=data.eval_names,
         steps=trainer.state.global_step,
-        wwm=mode,
+        wwm=data.mode,
         global_attention=args.global_attention,
         options=args.recorded(),
         world_size=args.world_size,
         loss_curve=_loss_curve(trainer.state.log_history),
         loss_plot=LOSS_PLOT,
-        eval=BeforeAfter(corpus=", ".join(corpus_name(c) for c in eval_corpora), before=before, after=after)
-        if eval_corpora
-        else None,
+        eval=BeforeAfter(corpus=", ".join(data.eval_names), before=before, after=after) if data.eval_names else None,
         **run,
     )
 
@@ -268,15 +255,15 @@ def _mean_logged_loss(history: list[dict]) -> float | None:
     return total / previous if previous else None
 
 
-def _eval_before(model, tokenizer, eval_corpora, seq_len, args, out, resume, steps) -> dict | None:
+def _eval_before(model, tokenizer, data, seq_len, args, out, resume, steps) -> dict | None:
     """The evaluation of the model before training, measured once (a resumed run reads it back)."""
-    if not eval_corpora:
+    if data.eval is None:
         return None
     before_file = out / CACHE / "eval_before.json"
     if resume and before_file.is_file():
         return json.loads(before_file.read_text(encoding="utf-8"))
     with steps.step("Evaluating before training"):
-        eval_before = _evaluate(model, tokenizer, eval_corpora, seq_len, args)
+        eval_before = _evaluate(model, tokenizer, data, seq_len, args)
     before_file.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(before_file, json.dumps(eval_before))
     return eval_before
@@ -383,47 +370,17 @@ def _copy_global_projections(model) -> None:
                 getattr(attn, f"{name}_global").bias.copy_(getattr(attn, name).bias)
 
 
-def _packed(specs, documents, tokenizer, model_dir, seq_len, out, args):
-    """Blocks for the ``documents`` of ``specs``, from the cache next to the output when present."""
-    mode = resolve_mode(args.wwm, tokenizer, documents[0].text)
-    cache = out / CACHE / f"{corpus_fingerprint(specs, model_dir, seq_len, mode)}.safetensors"
-    cached = load_blocks(cache)
-    if cached is not None:
-        return cached[0], cached[1]["corpora"], mode
-    docs = tokenize_documents(documents, tokenizer, mode)
-    blocks = pack(docs, seq_len, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
-    stats = []
-    for spec in specs:
-        name = corpus_name(spec)
-        mine = [(d, t) for d, t in zip(documents, docs, strict=True) if d.source == name]
-        stats.append(
-            {
-                "name": name,
-                "hub_dataset": hub_dataset_id(spec),
-                "language": "zh" if mostly_han("".join(d.text[:2000] for d, _ in mine[:50])) else None,
-                "documents": len(mine),
-                "tokens": int(sum(len(t.ids) for _, t in mine)),
-                "characters": int(sum(len(d.text) for d, _ in mine)),
-            }
-        )
-    if args.process_index == 0:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        save_blocks(blocks, {"corpora": stats, "blocks": len(blocks)}, cache)
-    return blocks, stats, mode
-
-
 UNKNOWN_SHARE = 0.05  # above this, the vocabulary does not cover the text
 MAX_EPOCHS = 3  # beyond this, the run mostly memorises the corpus
 
 
-def _warn_about_the_plan(blocks, tokenizer, args: PretrainArguments, steps: Steps) -> None:
+def _warn_about_the_plan(data, tokenizer, args: PretrainArguments, steps: Steps) -> None:
     """Say so when the corpus is largely unknown to the tokenizer, or too small for the run."""
-    import numpy as np
     from rich.markup import escape
 
-    real = int(blocks.attention_mask.sum())
-    if tokenizer.unk_token_id is not None and real:
-        unknown = int(np.count_nonzero(blocks.input_ids == tokenizer.unk_token_id)) / real
+    blocks = data.train
+    if tokenizer.unk_token_id is not None and data.real_tokens:
+        unknown = data.unknown_tokens / data.real_tokens
         if unknown > UNKNOWN_SHARE:
             steps.note(
                 f"[yellow]warning:[/] {unknown:.0%} of the corpus tokens are {escape(tokenizer.unk_token)}: the "
@@ -434,12 +391,12 @@ def _warn_about_the_plan(blocks, tokenizer, args: PretrainArguments, steps: Step
     if epochs > MAX_EPOCHS:
         steps.note(
             f"[yellow]warning:[/] {args.max_steps:,} steps read the corpus {epochs:.0f} times over "
-            f"({len(blocks):,} blocks of {blocks.input_ids.shape[1]:,} tokens): give more text "
+            f"({len(blocks):,} blocks of {blocks.seq_len:,} tokens): give more text "
             "(a built-in corpus is small) or fewer --max-steps"
         )
 
 
-def _evaluate(model, tokenizer, eval_corpora, seq_len, args) -> dict:
+def _evaluate(model, tokenizer, data, seq_len, args) -> dict:
     from longzoo.evaluation.mlm import evaluate
 
     was_training = model.training
@@ -447,7 +404,8 @@ def _evaluate(model, tokenizer, eval_corpora, seq_len, args) -> dict:
     try:
         return evaluate(
             None,
-            eval_corpora,
+            [],
+            documents=data.eval_documents(),
             seq_len=seq_len,
             wwm=args.wwm,
             mlm_prob=args.mlm_probability,
