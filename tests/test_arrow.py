@@ -188,3 +188,23 @@ def test_large_vocabularies_get_wider_ids(tokenizer, tokenizer_dir):
 
     assert Packing(tokenizer, tokenizer_dir, SEQ_LEN, "none").id_dtype == "uint16"
     assert Packing(Big(), tokenizer_dir, SEQ_LEN, "none").id_dtype == "int32"
+
+
+def test_a_run_says_when_its_streamed_corpus_was_cut(tmp_path, tokenizer, tokenizer_dir, monkeypatch):
+    import io
+
+    import datasets
+    from rich.console import Console
+
+    def load_dataset(name, config, split, streaming):
+        return ({"text": CHINESE[i % 300 : i % 300 + 200]} for i in range(10**9))
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    shown = io.StringIO()
+    args = tiny_pretrain_arguments(max_steps=2, num_proc=1)
+    data = prepare(
+        ["someone/zh"], [], tokenizer, tokenizer_dir, SEQ_LEN, tmp_path, args, Steps(None, log=Console(file=shown))
+    )
+    budget = 2 * args.per_device_train_batch_size * args.gradient_accumulation_steps * SEQ_LEN * 8
+    assert f"someone/zh: streamed only its first {budget:,} characters" in shown.getvalue()
+    assert data.stats[0]["hub_dataset"] == "someone/zh" and data.stats[0]["characters"] >= budget

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import groupby
@@ -290,22 +291,30 @@ def tokenized(corpus: Corpus, packing: Packing):
     features = Features(
         {"ids": Sequence(Value(packing.id_dtype)), "words": Sequence(Value("int32")), "characters": Value("int64")}
     )
+    processes = _processes(packing.num_proc, len(corpus.texts))
     with quiet_datasets():
         return _arrow_map(
             corpus.texts,
             _tokenize_batch,
             batch_size=256,
-            num_proc=_processes(packing.num_proc, len(corpus.texts)),
+            num_proc=processes,
             features=features,
-            fn_kwargs={"tokenizer": packing.tokenizer, "mode": packing.mode, "id_dtype": packing.id_dtype},
+            fn_kwargs={
+                "tokenizer": packing.tokenizer,
+                "mode": packing.mode,
+                "id_dtype": packing.id_dtype,
+                "one_thread": processes is not None,
+            },
             new_fingerprint=packing.fingerprint(corpus.texts._fingerprint, "tokenize"),
             desc=f"tokenizing {corpus.name}",
         )
 
 
-def _tokenize_batch(batch, tokenizer, mode: str, id_dtype: str, release: bool):
+def _tokenize_batch(batch, tokenizer, mode: str, id_dtype: str, one_thread: bool, release: bool):
     import pyarrow as pa
 
+    if one_thread:  # in a worker of several: threads of its own would only compete with the others
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
     texts = batch.column(TEXT).to_pylist()
     _release(batch, release)
     docs = tokenize_texts(texts, tokenizer, mode)
