@@ -28,10 +28,13 @@ packed into 4096-token blocks, each in a fresh process with an empty cache, by
 * **datasets**: what it does now (``training.corpora.prepare``: ``load_dataset`` and batched
   ``.map`` steps into Arrow files), with ``--num-proc`` 1 and 2.
 
-Memory is sampled every 50 ms: the peak RSS of the preparing process, and the peak of the
+Memory is sampled every 0.5 s (reading a process's PSS costs the kernel a walk over its page
+tables: sampled often, it would slow the very processes it measures): the peak RSS of the
+preparing process, and the peak of the
 PSS (proportional set size) summed over it and its children, the ``.map`` workers (RSS
 summed over forked processes would count their shared pages twice).  Seconds are wall
-time from the start of preparation to the packed blocks.
+time from the start of preparation to the packed blocks (imports and the tokenizer are
+loaded before the clock starts, and before the memory sampling).
 
     python benchmarks/pretrain_step.py data [--sizes 1 4 16] [--num-proc 1 2]
 """
@@ -134,18 +137,18 @@ with open(f"{folder}/vocab.txt", "w", encoding="utf-8") as f:
     f.write("\n".join(specials + chars) + "\n")
 BertTokenizerFast(f"{folder}/vocab.txt", tokenize_chinese_chars=True).save_pretrained(folder)
 tokenizer = BertTokenizerFast.from_pretrained(folder)
+from pathlib import Path  # imports first: the clock times the preparation, not the imports
+from longzoo.data.corpus import read_corpus
+from longzoo.data.packing import pack, tokenize_texts
+from longzoo.progress import Steps
+from longzoo.training.arguments import PretrainArguments
+from longzoo.training.corpora import prepare
 print("ready", flush=True)
 start = time.perf_counter()
 if system == "memory":
-    from longzoo.data.corpus import read_corpus
-    from longzoo.data.packing import pack, tokenize_texts
     docs = tokenize_texts([d.text for d in read_corpus(corpus)], tokenizer, "jieba")
     blocks = len(pack(docs, 4096, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id))
 else:
-    from pathlib import Path
-    from longzoo.progress import Steps
-    from longzoo.training.arguments import PretrainArguments
-    from longzoo.training.corpora import prepare
     args = PretrainArguments(output_dir=folder, num_proc=num_proc, wwm="jieba", max_steps=1)
     data = prepare([corpus], [], tokenizer, Path(folder), 4096, Path(folder) / "cache", args, Steps(None))
     blocks = len(data.train)
@@ -186,7 +189,7 @@ def measure_data(system: str, corpus: str, num_proc: int) -> dict:
     while child.poll() is None:
         now = memory(process)
         rss, pss = max(rss, now[0]), max(pss, now[1])
-        time.sleep(0.05)
+        time.sleep(0.5)
     out, err = child.communicate()
     if child.returncode != 0:
         raise SystemExit(f"{system} failed:\n{err[-3000:]}")
