@@ -25,13 +25,15 @@ def quiet_transformers() -> Iterator[None]:
 
 @contextmanager
 def quiet_datasets() -> Iterator[None]:
-    """No progress bars or info logs from 🤗 datasets inside the block (longzoo shows its own)."""
+    """No progress bars or logs from 🤗 datasets inside the block: longzoo shows its own
+    progress, and reports a builder's failure as its own one-line error (datasets would log
+    it first, at ERROR)."""
     import datasets
 
     enabled = datasets.is_progress_bar_enabled()
     level = datasets.logging.get_verbosity()
     datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     try:
         yield
     finally:

@@ -208,3 +208,43 @@ def test_a_run_says_when_its_streamed_corpus_was_cut(tmp_path, tokenizer, tokeni
     budget = 2 * args.per_device_train_batch_size * args.gradient_accumulation_steps * SEQ_LEN * 8
     assert f"someone/zh: streamed only its first {budget:,} characters" in shown.getvalue()
     assert data.stats[0]["hub_dataset"] == "someone/zh" and data.stats[0]["characters"] >= budget
+
+
+def test_file_names_are_names_not_patterns(tmp_path):
+    folder = tmp_path / "glob"
+    folder.mkdir()
+    (folder / "a[1].txt").write_text("\n\n".join(["一"] * 3), encoding="utf-8")
+    (folder / "a1.txt").write_text("\n\n".join(["二"] * 5), encoding="utf-8")
+    assert load_texts(str(folder), tmp_path / "cache").documents == 8
+    assert load_texts(str(folder / "a[1].txt"), tmp_path / "cache").documents == 3
+
+
+def test_a_changed_file_with_its_old_time_is_read_again(tmp_path):
+    import os
+
+    path = write_corpus(tmp_path / "c", 40)
+    stat = path.stat()
+    assert load_texts(str(path), tmp_path / "cache").documents == 40
+    write_corpus(tmp_path / "c", 6)  # as cp -p or rsync -t would leave it: new text, old time
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert load_texts(str(path), tmp_path / "cache").documents == 6
+
+
+def test_several_processes_leave_the_tokenizers_threads_alone(tmp_path, tokenizer, tokenizer_dir, monkeypatch):
+    import ctypes
+    import os
+
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    arrow_blocks(write_corpus(tmp_path / "c", 300), tokenizer, tokenizer_dir, tmp_path / "cache", num_proc=2)
+    libc = ctypes.CDLL(None)
+    libc.getenv.restype = ctypes.c_char_p
+    # datasets sets it for its workers; the C environment the tokenizers read must not keep it
+    assert "TOKENIZERS_PARALLELISM" not in os.environ and libc.getenv(b"TOKENIZERS_PARALLELISM") is None
+
+
+def test_evaluation_reads_files_as_pretraining_does(tmp_path):
+    (tmp_path / "mac.txt").write_bytes("一\r\r二\r三".encode())
+    (tmp_path / "array.json").write_text('[{"text": "一"}, {"text": "二", "id": 2}]', encoding="utf-8")
+    for name in ("mac.txt", "array.json"):
+        in_memory = [d.text for d in read_corpus(str(tmp_path / name))]
+        assert list(load_texts(str(tmp_path / name), tmp_path / "cache").texts["text"]) == in_memory, name

@@ -277,6 +277,17 @@ def test_unwritable_output(converted, zh_corpus, tmp_path):
     one_line(invoke_pretrain(converted["bert-zh-mlm"].out, zh_corpus / "train.txt", blocker / "o"), "cannot write here")
 
 
+def test_force_keeps_the_previous_checkpoints_when_the_corpus_is_bad(converted, zh_corpus, tmp_path):
+    out = tmp_path / "o"
+    assert invoke_pretrain(converted["bert-zh-mlm"].out, zh_corpus / "train.txt", out).exit_code == 0
+    checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert checkpoints
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "好"}\n{"body": 1}\n', encoding="utf-8")
+    one_line(invoke_pretrain(converted["bert-zh-mlm"].out, bad, out, "--force"), "bad.jsonl:2")
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == checkpoints
+
+
 def test_existing_output_needs_resume_or_force(converted, zh_corpus, tmp_path):
     out = tmp_path / "o"
     out.mkdir()
@@ -308,7 +319,7 @@ def test_bad_data_options(converted, zh_corpus, tmp_path, extra, fragment):
 
 def test_eval_split_evaluates_held_out_documents(converted, zh_corpus, tmp_path):
     out = tmp_path / "o"
-    args = ["--eval-split", "0.25", "--num-proc", "2", "--logging-steps", "1"]
+    args = ["--eval-split", "0.25", "--num-proc", "2", "--logging-steps", "1", "--save-steps", "1"]
     result = invoke_pretrain(converted["bert-zh-mlm"].out, zh_corpus / "train.txt", out, *args)
     assert result.exit_code == 0, result.output
     record = read_manifest(out).pretrain

@@ -15,6 +15,7 @@ blocks, and with them the masks drawn per (seed, epoch, block), do not depend on
 from __future__ import annotations
 
 import ctypes
+import glob
 import hashlib
 import json
 import os
@@ -94,18 +95,24 @@ def _local(files: list[Path], cache_dir: Path, num_proc: int):
     files = [f for f in files if f.stat().st_size]  # datasets finds "no data" in an empty file
     if not files:
         return Dataset.from_dict({TEXT: []}, features=_text_features())
+    # datasets keys local files by path and modification time only; a folder per (path, size,
+    # mtime in ns) also catches a copy that kept the old time (cp -p, rsync -t, tar)
+    cache_dir = (
+        cache_dir / f"files-{_digest([[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files])}"
+    )
     parts = []
     for jsonl, group in groupby(files, key=lambda f: f.suffix.lower() in JSONL_SUFFIXES):
         group = [str(f) for f in group]
+        patterns = [glob.escape(f) for f in group]  # data_files are glob patterns: "a[1].txt" is a name
         try:
             if jsonl:
-                part = load_dataset("json", data_files=group, split="train", cache_dir=str(cache_dir))
+                part = load_dataset("json", data_files=patterns, split="train", cache_dir=str(cache_dir))
                 _require_text_column(part, group)
                 part = part.select_columns([TEXT])
             else:
                 part = load_dataset(
                     "text",
-                    data_files=group,
+                    data_files=patterns,
                     sample_by="paragraph",
                     chunksize=1 << 20,  # characters read at a time (datasets' 10M would hold ~100 MB)
                     features=_text_features(),  # an empty file is an empty dataset, not a schema error
@@ -146,10 +153,28 @@ def _arrow_map(dataset, function, *, fn_kwargs: dict | None = None, **kwargs):
     kwargs.setdefault("batched", True)
     # only batches sliced straight from the files (no indices mapping: those are copies)
     fn_kwargs = {**(fn_kwargs or {}), "release": bool(dataset.cache_files) and dataset._indices is None}
-    mapped = dataset.with_format("arrow").map(
-        function, fn_kwargs=fn_kwargs, remove_columns=dataset.column_names, **kwargs
-    )
+    before = os.environ.get(_PARALLELISM)
+    try:
+        mapped = dataset.with_format("arrow").map(
+            function, fn_kwargs=fn_kwargs, remove_columns=dataset.column_names, **kwargs
+        )
+    finally:
+        _restore_parallelism(before)
     return mapped.with_format(None)
+
+
+_PARALLELISM = "TOKENIZERS_PARALLELISM"
+
+
+def _restore_parallelism(before: str | None) -> None:
+    """Undo what ``.map(num_proc=N)`` leaves: it sets TOKENIZERS_PARALLELISM=false for its
+    workers and restores ``os.environ`` by assignment, so the C environment the tokenizers
+    read keeps "false", and this process's tokenizer (evaluation) would run on one thread."""
+    if before is None:
+        os.environ[_PARALLELISM] = ""  # through os.environ, so that the deletion reaches unsetenv
+        del os.environ[_PARALLELISM]
+    else:
+        os.environ[_PARALLELISM] = before
 
 
 # madvise(MADV_PAGEOUT), Linux 5.4+: reclaim these pages now.  The inputs of the .map steps
@@ -161,21 +186,32 @@ _MADV_PAGEOUT = 21
 
 
 def _release(batch, release: bool) -> None:
-    """Page out the memory a processed input batch was read from (see ``_MADV_PAGEOUT``)."""
+    """Page out what earlier batches were read from (see ``_MADV_PAGEOUT``).
+
+    A batch is a slice of a record batch of the file, and its buffers are the whole record
+    batch's, shared with the next slices: a buffer is released once no batch uses it any
+    more, so each page is read once.  The last record batch stays (one, of ~1,000 rows).
+    """
     if not release or not _LIBC:
         return
     import mmap
 
     page = mmap.PAGESIZE
-    for column in batch.columns:
-        for chunk in column.chunks:
-            for buffer in chunk.buffers():
-                if buffer is None or buffer.size < page:
-                    continue
-                start = buffer.address & ~(page - 1)
-                _LIBC.madvise(
-                    ctypes.c_void_p(start), ctypes.c_size_t(buffer.address + buffer.size - start), _MADV_PAGEOUT
-                )
+    current = {
+        (buffer.address, buffer.size)
+        for column in batch.columns
+        for chunk in column.chunks
+        for buffer in chunk.buffers()
+        if buffer is not None and buffer.size >= page
+    }
+    for address, size in _HELD - current:
+        start = address & ~(page - 1)
+        _LIBC.madvise(ctypes.c_void_p(start), ctypes.c_size_t(address + size - start), _MADV_PAGEOUT)
+    _HELD.clear()
+    _HELD.update(current)
+
+
+_HELD: set[tuple[int, int]] = set()  # (address, size) of the buffers the last batch used
 
 
 def _libc():
@@ -299,22 +335,15 @@ def tokenized(corpus: Corpus, packing: Packing):
             batch_size=256,
             num_proc=processes,
             features=features,
-            fn_kwargs={
-                "tokenizer": packing.tokenizer,
-                "mode": packing.mode,
-                "id_dtype": packing.id_dtype,
-                "one_thread": processes is not None,
-            },
+            fn_kwargs={"tokenizer": packing.tokenizer, "mode": packing.mode, "id_dtype": packing.id_dtype},
             new_fingerprint=packing.fingerprint(corpus.texts._fingerprint, "tokenize"),
             desc=f"tokenizing {corpus.name}",
         )
 
 
-def _tokenize_batch(batch, tokenizer, mode: str, id_dtype: str, one_thread: bool, release: bool):
+def _tokenize_batch(batch, tokenizer, mode: str, id_dtype: str, release: bool):
     import pyarrow as pa
 
-    if one_thread:  # in a worker of several: threads of its own would only compete with the others
-        os.environ["TOKENIZERS_PARALLELISM"] = "false"
     texts = batch.column(TEXT).to_pylist()
     _release(batch, release)
     docs = tokenize_texts(texts, tokenizer, mode)

@@ -142,8 +142,11 @@ def read_text_file(path: Path) -> str:
 
 
 def _read_file(path: Path) -> Iterator[str]:
-    text = read_text_file(path)
-    if path.suffix.lower() in JSONL_SUFFIXES:
+    # line ends as Python's universal newlines read them, like datasets' text builder
+    text = read_text_file(path).replace("\r\n", "\n").replace("\r", "\n")
+    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
+        yield from _json_array(path, text)
+    elif path.suffix.lower() in JSONL_SUFFIXES:
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
@@ -156,6 +159,18 @@ def _read_file(path: Path) -> Iterator[str]:
             yield record["text"]
     else:
         yield from _BLANK_LINES.split(text)
+
+
+def _json_array(path: Path, text: str) -> Iterator[str]:
+    """The ``text`` of each object of a ``.json`` file holding one array of objects."""
+    try:
+        records = json.loads(text)
+    except ValueError as exc:
+        raise LongzooError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    for number, record in enumerate(records, 1):
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise LongzooError(f"{path}: element {number} of the array has no string 'text' field")
+        yield record["text"]
 
 
 def _peoples_daily() -> Iterator[str]:

@@ -69,7 +69,7 @@ def prepare(
     if args.eval_split is not None:
         pairs = [held_out(corpus, args.eval_split, args.seed) for corpus in train]
         train, evaluation = [t for t, _ in pairs], [e for _, e in pairs]
-        eval_names = [f"{c.name} (held-out {args.eval_split:.0%})" for c in evaluation]
+        eval_names = [f"{c.name} (held-out {args.eval_split * 100:.3g}%)" for c in evaluation]
     for corpus in [*train, *evaluation] if args.process_index == 0 else []:
         _warn_if_cut(corpus, args, steps)
     mode = resolve_mode(args.wwm, tokenizer, train[0].sample(1)[0])

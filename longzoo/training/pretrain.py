@@ -134,6 +134,8 @@ def _run(model_dir, tokenizer, corpora, out, eval_corpora, resume, args, callbac
     # one process per machine prepares; the others then find its Arrow files by fingerprint
     with args.main_process_first(desc="preparing the corpus"), steps.step("Tokenizing and packing the corpus"):
         data = prepare(corpora, eval_corpora, tokenizer, model_dir, seq_len, out / CACHE / DATASETS, args, steps)
+        if args.process_index == 0 and not resume:
+            _clear_previous_run(out)
     if args.process_index == 0:
         _warn_about_the_plan(data, tokenizer, args, steps)
     train_set = _masked(data.train, tokenizer, args, args.seed)
@@ -286,20 +288,23 @@ def _check_output(out: Path, model_dir: Path, resume: bool, force: bool) -> None
 def _prepare_output(out: Path, model_dir: Path, resume: bool, force: bool) -> None:
     """Make ``out`` ready for this run; called under the output lock, by the writing process only.
 
-    ``--force`` removes only the previous run's checkpoints (the Trainer would mix them with
-    this run's); its final model stays until this run replaces it, and the tokenized
-    corpus cache, keyed by content, is reused.
+    A previous run's checkpoints stay until the corpora are prepared (see :func:`_clear_previous_run`).
     """
     _check_output(out, model_dir, resume, force)
     clean_leftovers(out)
-    if not resume and out.is_dir() and any(out.iterdir()):
-        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-        shutil.rmtree(out / ".final.partial", ignore_errors=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / RUN_MARKER).touch()
     except OSError as exc:
         raise LongzooError(f"{out}: cannot write here ({exc.strerror or exc})") from None
+
+
+def _clear_previous_run(out: Path) -> None:
+    """``--force``: remove the previous run's checkpoints (the Trainer would mix them with this
+    run's), once this run's corpora are ready, so that a bad corpus costs the user nothing.
+    Its final model stays until this run replaces it; the prepared corpora are reused."""
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    shutil.rmtree(out / ".final.partial", ignore_errors=True)
 
 
 def _load_mlm(model_dir: Path, seed: int):
