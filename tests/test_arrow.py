@@ -248,3 +248,10 @@ def test_evaluation_reads_files_as_pretraining_does(tmp_path):
     for name in ("mac.txt", "array.json"):
         in_memory = [d.text for d in read_corpus(str(tmp_path / name))]
         assert list(load_texts(str(tmp_path / name), tmp_path / "cache").texts["text"]) == in_memory, name
+
+
+def test_a_held_out_part_counts_its_own_characters(tmp_path):
+    corpus = load_texts(str(write_corpus(tmp_path / "c", 50)), tmp_path / "cache")
+    train, evaluation = held_out(corpus, 0.2, seed=0)
+    assert train.characters() == sum(len(t) for t in train.texts["text"])
+    assert train.characters() + evaluation.characters() == corpus.characters()

@@ -15,6 +15,7 @@ blocks, and with them the masks drawn per (seed, epoch, block), do not depend on
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import glob
 import hashlib
 import json
@@ -59,9 +60,11 @@ class Corpus:
         return len(self.texts)
 
     def characters(self) -> int:
+        """Characters in all documents, read batch by batch (through any indices mapping)."""
         import pyarrow.compute as pc
 
-        return int(pc.sum(pc.utf8_length(self.texts.data.column(TEXT))).as_py() or 0)
+        batches = self.texts.with_format("arrow").iter(batch_size=10_000)
+        return sum(int(pc.sum(pc.utf8_length(batch[TEXT])).as_py() or 0) for batch in batches)
 
     def sample(self, n: int = 50) -> list[str]:
         return self.texts[: min(n, len(self.texts))][TEXT]
@@ -272,10 +275,10 @@ def _installed_packages() -> str:
 
 
 def _hub(spec: str, cache_dir: Path, char_budget: int | None) -> Corpus:
-    texts = _generated(spec, char_budget, cache_dir)
-    corpus = Corpus(spec, spec, texts, hub_dataset=spec)
-    cut = char_budget is not None and corpus.characters() >= char_budget
-    return Corpus(spec, spec, texts, hub_dataset=spec, cut_at=char_budget if cut else None)
+    corpus = Corpus(spec, spec, _generated(spec, char_budget, cache_dir), hub_dataset=spec)
+    if char_budget is not None and corpus.characters() >= char_budget:  # stopped at the budget
+        return dataclasses.replace(corpus, cut_at=char_budget)
+    return corpus
 
 
 def held_out(corpus: Corpus, fraction: float, seed: int) -> tuple[Corpus, Corpus]:
