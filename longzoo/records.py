@@ -118,6 +118,8 @@ class ConvertRecord(Record):
     keys: KeyCounts
     parity: ParityReport | None = None  # None: converted with --no-verify
     versions: dict[str, str] = Field(default_factory=dict)
+    # a sentence-transformers base: the modules after the transformer, kept (e.g. Pooling, Normalize)
+    sentence_modules: list[str] = Field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- evaluation

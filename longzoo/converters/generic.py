@@ -11,7 +11,7 @@ from pathlib import Path
 
 from longzoo.cards.render import render_card
 from longzoo.choices import DType, PositionInit
-from longzoo.converters.adapters import Adapter, get_adapter
+from longzoo.converters.adapters import Adapter, get_adapter, usable_positions
 from longzoo.converters.keys import (
     POSITIONS,
     KeyReport,
@@ -21,6 +21,7 @@ from longzoo.converters.keys import (
     map_keys,
 )
 from longzoo.converters.positions import extend_positions
+from longzoo.converters.sentence import copy_sentence_modules, sentence_modules
 from longzoo.converters.source import (
     BaseSource,
     check_endpoint_variable,
@@ -185,6 +186,7 @@ def convert(
     with steps.step(f"Resolving base {base}"):
         source = resolve_base(base, revision=revision, allow_pickle=allow_pickle)
     base_config, adapter, tokenizer, layout = _inspect_base(source.path)
+    modules = sentence_modules(source.path)  # a sentence-transformers base keeps its modules
     max_pos, window = _sizes(base_config, source.path, layout, max_pos, attention_window)
     if out is None:
         out = default_output(base, max_pos).absolute()
@@ -198,9 +200,14 @@ def convert(
         with steps.step("Saving model and tokenizer"):
             model.save_pretrained(staging)
             _save_tokenizer(tokenizer, staging, options.max_pos, adapter)
+            if modules:
+                copy_sentence_modules(source.path, staging, modules, usable_positions(model.config))
         del model
         parity = _verify(source, staging, mlm, layout, options, report, steps) if verify else None
         record = _manifest_record(source, hashes, adapter, base_config, layout, options, mlm, report, parity)
+        if modules:
+            kept = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules[1:]]
+            record = record.model_copy(update={"sentence_modules": kept})
         record_step(staging, "convert", record)
         # The card is part of the output; a missing licence is reported, not fatal here.
         card = render_card(staging, strict=False, folder_name=out.name)

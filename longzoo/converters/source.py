@@ -29,6 +29,11 @@ _HUB_PATTERNS = [
     "special_tokens_map.json",
     "added_tokens.json",
     "README.md",
+    # a sentence-transformers model: its modules and their settings (weights: *.safetensors)
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+    "*_*/config.json",
 ]
 
 

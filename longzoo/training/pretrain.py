@@ -16,6 +16,7 @@ from pathlib import Path
 
 from longzoo.cards.render import check_records
 from longzoo.converters.adapters import usable_positions
+from longzoo.converters.sentence import copy_sentence_modules, sentence_modules
 from longzoo.data.corpus import check_corpus
 from longzoo.data.packing import MaskedBlocks
 from longzoo.errors import LongzooError
@@ -138,6 +139,11 @@ def _run(model_dir, tokenizer, corpora, out, eval_corpora, resume, args, callbac
             _clear_previous_run(out)
     if args.process_index == 0:
         _warn_about_the_plan(data, tokenizer, args, steps)
+        if sentence_modules(model_dir):
+            steps.note(
+                "[yellow]warning:[/] this is a sentence-embedding model: MLM pretraining changes its embedding "
+                "space, so its embeddings will no longer match the base's (fine-tune or evaluate them afterwards)"
+            )
     train_set = _masked(data.train, tokenizer, args, args.seed)
     eval_set = _masked(data.eval, tokenizer, args, args.seed + 1) if data.eval is not None else None
     trainer, progress = _trainer(model, args, train_set, eval_set, steps, callbacks, seq_len)
@@ -465,6 +471,9 @@ def _move_final(model, model_dir: Path, out: Path, record: PretrainRecord, stagi
 
     model.save_pretrained(staging)
     copy_tokenizer(model_dir, staging)
+    modules = sentence_modules(model_dir)
+    if modules:  # still a sentence-transformers model, with the converted length
+        copy_sentence_modules(model_dir, staging, modules, usable_positions(model.config))
     plot_loss(record.loss_curve, staging / LOSS_PLOT)
     # evaluations of the folder described the model before training: add_step drops them
     manifest = add_step(read_manifest(model_dir), "pretrain", record)
@@ -475,6 +484,9 @@ def _move_final(model, model_dir: Path, out: Path, record: PretrainRecord, stagi
     normal_permissions(staging)
     # A previous run's manifest goes first: until the new one lands, the folder is incomplete.
     (out / MANIFEST).unlink(missing_ok=True)
+    for folder in sorted(p for p in staging.iterdir() if p.is_dir()):  # sentence-transformers modules
+        shutil.rmtree(out / folder.name, ignore_errors=True)  # the previous final model's
+        os.replace(folder, out / folder.name)
     files = sorted(p for p in staging.iterdir() if p.is_file())
     for file in sorted(files, key=lambda p: p.name == MANIFEST):
         os.replace(file, out / file.name)
