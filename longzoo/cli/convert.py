@@ -163,6 +163,11 @@ def _print_summary(result) -> None:
     )
     for key, reason in keys.dropped.items():
         out.print(f"  dropped {key}: {reason}", highlight=False)
+    if record.sentence_modules:
+        out.print(
+            f"sentence-transformers modules kept: {', '.join(record.sentence_modules)} "
+            f"(max_seq_length {record.max_positions})"
+        )
     parity = result.parity
     if parity is None:
         out.print("[yellow]parity: not checked (--no-verify)[/]")
