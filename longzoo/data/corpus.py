@@ -118,10 +118,13 @@ def split_paragraphs(text: str) -> list[str]:
     return [doc for doc in (clean_text(part) for part in _BLANK_LINES.split(text)) if doc]
 
 
-def check_not_binary(path: Path) -> None:
-    with path.open("rb") as fh:
-        if b"\x00" in fh.read(8192):
-            raise LongzooError(f"{path}: binary file, not text")
+def check_not_binary(path: Path, head: bytes | None = None) -> None:
+    """A NUL byte in the first 8 KiB (``head``, or read from the file) means binary, not text."""
+    if head is None:
+        with path.open("rb") as fh:
+            head = fh.read(8192)
+    if b"\x00" in head[:8192]:
+        raise LongzooError(f"{path}: binary file, not text")
 
 
 def diagnose_files(files: list[Path]) -> None:
@@ -133,8 +136,8 @@ def diagnose_files(files: list[Path]) -> None:
 
 def read_text_file(path: Path) -> str:
     """A UTF-8 text file's contents; binary files and bad UTF-8 are one-line errors."""
-    check_not_binary(path)
     data = path.read_bytes()
+    check_not_binary(path, data)
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:

@@ -127,6 +127,11 @@ class LongzooArguments(TrainingArguments):
         if self.data_seed is None:
             self.data_seed = self.seed
 
+    @property
+    def sequences_per_step(self) -> int:
+        """Sequences one optimizer step reads, over every process and accumulation step."""
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps * self.world_size
+
     def recorded(self) -> dict:
         """What the manifest keeps: every setting longzoo declares, and any other that differs
         from transformers' default (what this machine decided left out)."""

@@ -62,7 +62,7 @@ def prepare(
     steps: Steps,
 ) -> PreparedCorpora:
     """Read, split, tokenize and pack every corpus (reusing what earlier runs prepared)."""
-    budget = args.max_steps * _sequences_per_step(args) * seq_len * CHARS_PER_TOKEN_BUDGET
+    budget = args.max_steps * args.sequences_per_step * seq_len * CHARS_PER_TOKEN_BUDGET
     train = [load_texts(spec, cache_dir, char_budget=budget, num_proc=args.num_proc) for spec in corpora]
     evaluation = [load_texts(spec, cache_dir, char_budget=budget, num_proc=args.num_proc) for spec in eval_corpora]
     eval_names = [c.name for c in evaluation]
@@ -91,10 +91,6 @@ def prepare(
         eval_names=eval_names,
         eval_corpora=evaluation,
     )
-
-
-def _sequences_per_step(args: PretrainArguments) -> int:
-    return args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
 
 
 def _stats(corpus: Corpus, tokens) -> dict:

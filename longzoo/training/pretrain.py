@@ -221,7 +221,7 @@ def _trainer(model, args, train_set, eval_set, steps, callbacks, seq_len: int):
     from longzoo.training.callbacks import EpochCallback, StepsCallback
     from longzoo.training.trainer import LongzooTrainer
 
-    tokens = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size * seq_len
+    tokens = args.sequences_per_step * seq_len
     progress = StepsCallback(steps, tokens_per_step=tokens)
     trainer = LongzooTrainer(
         model=model,
@@ -397,7 +397,7 @@ def _warn_about_the_plan(data, tokenizer, args: PretrainArguments, steps: Steps)
                 f"[yellow]warning:[/] {unknown:.0%} of the corpus tokens are {escape(tokenizer.unk_token)}: the "
                 "vocabulary does not cover this text (another language or script, or a wrong encoding?)"
             )
-    needed = args.max_steps * args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    needed = args.max_steps * args.sequences_per_step
     epochs = needed / max(1, len(blocks))
     if epochs > MAX_EPOCHS:
         steps.note(
@@ -435,7 +435,7 @@ def _hyperparameters(args: PretrainArguments, seq_len: int) -> Hyperparameters:
         batch_size=args.per_device_train_batch_size,
         grad_accum=args.gradient_accumulation_steps,
         world_size=args.world_size,
-        tokens_per_step=args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size * seq_len,
+        tokens_per_step=args.sequences_per_step * seq_len,
         weight_decay=args.weight_decay,
         adam_epsilon=args.adam_epsilon,
         max_grad_norm=args.max_grad_norm,
