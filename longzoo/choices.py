@@ -31,6 +31,13 @@ class Attention(Choice):
     reference = "reference"  # transformers' own LongformerSelfAttention
 
 
+class AttentionForm(Choice):
+    """What ``longzoo convert`` writes: which long model the base becomes."""
+
+    longformer = "longformer"  # transformers' Longformer: a sliding window plus global tokens
+    full = "full"  # the base's own architecture with a longer position table: every token sees every token
+
+
 class Wwm(Choice):
     auto = "auto"
     jieba = "jieba"

@@ -91,6 +91,7 @@ class ParityReport(Record):
     max_abs_diff_global: float | None = None  # None: the base's own global projections were kept
     global_check: str | None = None
     positions: str | None = None  # how an interpolated table was checked
+    attn_implementation: str | None = None  # what computed the converted model's attention
     full_length: FullLengthRun
 
     @computed_field
@@ -111,8 +112,9 @@ class ParityReport(Record):
 class ConvertRecord(Record):
     base: BaseRecord
     architecture: str
+    attention: Literal["longformer", "full"] = "longformer"  # manifests before the full form are Longformers
     max_positions: Length
-    attention_window: Length
+    attention_window: Length | None = None  # None: full attention
     position_layout: PositionLayout
     options: dict[str, Any]  # the convert options as given
     keys: KeyCounts
@@ -120,6 +122,12 @@ class ConvertRecord(Record):
     versions: dict[str, str] = Field(default_factory=dict)
     # a sentence-transformers base: the modules after the transformer, kept (e.g. Pooling, Normalize)
     sentence_modules: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _window_matches_the_form(self):
+        if (self.attention == "longformer") != (self.attention_window is not None):
+            raise ValueError(f"attention {self.attention!r} with attention_window {self.attention_window!r}")
+        return self
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -48,17 +48,40 @@ def require_finite(model, where: str) -> None:
         raise NonFiniteError(f"{where}: tensor {bad} holds NaN or infinity; nothing was written")
 
 
-_HEAD = {"lm_head.dense.weight", "lm_head.dense.bias", "lm_head.layer_norm.weight", "lm_head.layer_norm.bias"}
+# The MLM head's transform, its layer norm and its output bias, by head: Longformer and the
+# RoBERTa family (``lm_head``), BERT (``cls.predictions``).
+_HEADS = (
+    ("lm_head.dense", "lm_head.layer_norm", "lm_head.bias"),
+    ("cls.predictions.transform.dense", "cls.predictions.transform.LayerNorm", "cls.predictions.bias"),
+)
+
+
+# Prefixes of every MLM-head key (the decoder included).
+MLM_HEADS = ("lm_head.", "cls.predictions.")
+
+
+def _head_of(model) -> tuple[str, str, str]:
+    names = dict(model.named_parameters())
+    for head in _HEADS:
+        if f"{head[0]}.weight" in names:
+            return head
+    raise LongzooError(f"{type(model).__name__} has no MLM head longzoo knows")
+
+
+def _head_keys(head: tuple[str, str, str]) -> set[str]:
+    dense, norm, _ = head
+    return {f"{dense}.weight", f"{dense}.bias", f"{norm}.weight", f"{norm}.bias"}
 
 
 def complete_mlm_head(model, missing_keys, seed: int = 0) -> bool:
-    """Initialise a Longformer's MLM head that the checkpoint lacked; True when it was new.
+    """Initialise an MLM head that the checkpoint lacked; True when it was new.
 
     A head the checkpoint holds only in part is an error: mixing trained and fresh parts
     would be a head nobody asked for.
     """
-    missing = _HEAD & set(missing_keys)
-    if missing == _HEAD:
+    expected = _head_keys(_head_of(model))
+    missing = expected & set(missing_keys)
+    if missing == expected:
         init_new_mlm_head(model, seed)
         return True
     if missing:
@@ -68,7 +91,7 @@ def complete_mlm_head(model, missing_keys, seed: int = 0) -> bool:
 
 
 def init_new_mlm_head(model, seed: int) -> None:
-    """Give a Longformer's freshly created MLM head defined values, as BERT's recipe does.
+    """Give a freshly created MLM head defined values, as BERT's recipe does.
 
     The transform layer draws from N(0, initializer_range) with a zero bias, the layer norm
     starts as the identity, the output bias at zero and the decoder is tied to the word
@@ -76,13 +99,14 @@ def init_new_mlm_head(model, seed: int) -> None:
     """
     import torch
 
-    head = model.lm_head
+    dense_name, norm_name, bias_name = _head_of(model)
+    dense, norm = model.get_submodule(dense_name), model.get_submodule(norm_name)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        weight = torch.empty(head.dense.weight.shape).normal_(0.0, model.config.initializer_range, generator=generator)
-        head.dense.weight.copy_(weight)
-        head.dense.bias.zero_()
-        head.layer_norm.weight.fill_(1.0)
-        head.layer_norm.bias.zero_()
-        head.bias.zero_()
-    model.tie_weights()  # decoder weight = word embeddings, decoder bias = lm_head.bias
+        weight = torch.empty(dense.weight.shape).normal_(0.0, model.config.initializer_range, generator=generator)
+        dense.weight.copy_(weight)
+        dense.bias.zero_()
+        norm.weight.fill_(1.0)
+        norm.bias.zero_()
+        model.get_parameter(bias_name).zero_()
+    model.tie_weights()  # decoder weight = word embeddings, decoder bias = the head's bias

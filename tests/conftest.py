@@ -27,6 +27,15 @@ def converted(base_models, tmp_path_factory):
     }
 
 
+@pytest.fixture(scope="session")
+def converted_full(base_models, tmp_path_factory):
+    """Every case converted once per session to the full-attention form (the base's own architecture)."""
+    from longzoo.converters import convert
+
+    root = tmp_path_factory.mktemp("converted-full")
+    return {case.id: convert(str(base_models[case.id]), MAX_POS, root / case.id, attention="full") for case in CASES}
+
+
 @pytest.fixture
 def base_copy(base_models, tmp_path):
     """A private copy of one base, for tests that damage it."""

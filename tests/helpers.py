@@ -134,8 +134,8 @@ def case_by_id(case_id: str) -> Case:
     return next(c for c in CASES if c.id == case_id)
 
 
-def register_tiny_recipe(name: str, base: Path, corpus: str, **plan):
-    """A zoo recipe for a tiny base (MAX_POS positions, WINDOW window), registered until unregistered."""
+def register_tiny_recipe(name: str, base: Path, corpus: str, attention: str = "longformer", **plan):
+    """A zoo recipe for a tiny base (MAX_POS positions, WINDOW window or full attention), registered until unregistered."""
     from longzoo.zoo import PretrainRecipe, Recipe, register
 
     settings = {
@@ -152,7 +152,8 @@ def register_tiny_recipe(name: str, base: Path, corpus: str, **plan):
             base=str(base),
             family="bert",
             max_positions=MAX_POS,
-            attention_window=WINDOW,
+            attention_window=WINDOW if attention == "longformer" else None,
+            attention=attention,
             languages=("zh",),
             license="apache-2.0",
             pretrain=PretrainRecipe(corpus, settings, precision="fp32"),

@@ -298,7 +298,7 @@ def test_cli_finetune_and_its_errors(converted, base_models, tmp_path):
                 "--out",
                 str(tmp_path / "x"),
             ],
-            "not a Longformer; run `longzoo convert` first",
+            "a short bert model (64 positions); run `longzoo convert` first",
         ),
         ([*args[:3], str(tmp_path / "nope.jsonl"), *args[4:], "--out", str(tmp_path / "x")], "no such file"),
     ]
@@ -312,7 +312,7 @@ def test_cli_finetune_and_its_errors(converted, base_models, tmp_path):
 def test_baselines_need_a_short_base(converted, tmp_path):
     train, evaluation = probe_files(tmp_path, 8, 4)
     args = FinetuneArguments(num_train_epochs=1, baselines=("truncate",))
-    with pytest.raises(LongzooError, match="the baselines need the short base model, not a Longformer"):
+    with pytest.raises(LongzooError, match="the baselines need the short base model, not a long one"):
         finetune(
             converted["roberta-mlm"].out,
             train,

@@ -268,7 +268,7 @@ def test_seq_len_above_positions(converted, zh_corpus, tmp_path):
 
 
 def test_not_a_longformer(base_models, zh_corpus, tmp_path):
-    one_line(invoke_pretrain(base_models["bert-zh-mlm"], zh_corpus / "train.txt", tmp_path / "o"), "not a Longformer")
+    one_line(invoke_pretrain(base_models["bert-zh-mlm"], zh_corpus / "train.txt", tmp_path / "o"), "a short bert model")
 
 
 def test_unwritable_output(converted, zh_corpus, tmp_path):

@@ -139,6 +139,11 @@ def test_evaluations_describe_the_weights_in_the_folder():
         (lambda m: m["finetune"]["results"].pop("long"), 'finetune.results: value error, no "long" result'),
         (lambda m: m["convert"].update(max_positions=10**400), "convert.max_positions: input should be less than"),
         (lambda m: m["finetune"]["train"].update(documents=-5), "finetune.train.documents: input should be greater"),
+        (
+            lambda m: m["convert"].update(attention="full"),
+            "convert: value error, attention 'full' with attention_window 64",
+        ),
+        (lambda m: m["convert"].update(attention="dense"), "convert.attention: input should be 'longformer' or 'full'"),
     ],
 )
 def test_records_out_of_their_bounds_are_one_line(converted, tmp_path, edit, message):

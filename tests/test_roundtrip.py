@@ -105,5 +105,5 @@ def test_real_minilm_converts_to_4096(tmp_path):
     assert parity["full_length"]["tokens"] == 4096 and parity["full_length"]["finite"]
     assert record["architecture"] == "LongformerModel"
     assert record["keys"]["dropped"] == {
-        "embeddings.position_ids": "buffer: Longformer derives position ids from the input ids"
+        "embeddings.position_ids": "buffer: position ids are derived from the input ids"
     }

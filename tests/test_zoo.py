@@ -33,7 +33,11 @@ def test_recipe_is_consistent(name):
     recipe = RECIPES[name]
     assert recipe.name == name and re.fullmatch(r"[a-z0-9-]+-\d+", name)
     assert recipe.family in ADAPTERS
-    assert recipe.attention_window % 2 == 0 and recipe.max_positions % recipe.attention_window == 0
+    if recipe.attention == "full":  # named so, and no window
+        assert "-full-" in name and recipe.attention_window is None
+    else:
+        assert recipe.attention == "longformer" and "-full-" not in name
+        assert recipe.attention_window % 2 == 0 and recipe.max_positions % recipe.attention_window == 0
     assert recipe.license in HUB_LICENSES and recipe.languages
     assert recipe.position_init in MODES and recipe.pretrain.source
     # the settings are PretrainArguments overrides: every name a field, every value inside its bounds
@@ -302,6 +306,7 @@ def test_multiple_choice_head_marks_each_question(converted):
 def test_zoo_list_fits_80_columns_and_has_json():
     listed = runner.invoke(app, ["zoo", "list"], env={"COLUMNS": "80"})
     assert listed.exit_code == 0 and max(len(line) for line in listed.stdout.splitlines()) <= 80
-    assert "sentence-transformers/all-MiniLM-" in listed.stdout and "L6-v2" in listed.stdout  # folded, not cut
+    # folded, not cut: each row's base column, read down its lines, is the whole id
+    assert "sentence-transformers/" in listed.stdout and "L6-v2" in listed.stdout and "…" not in listed.stdout
     as_json = json.loads(runner.invoke(app, ["zoo", "list", "--json"]).stdout)
     assert [r["name"] for r in as_json] == list(RECIPES)

@@ -27,13 +27,24 @@ HUB_LICENSES = frozenset(
     llama4 gemma unknown other
     """.split()
 )
-PIPELINE_TAGS = {
-    "LongformerForMaskedLM": "fill-mask",
-    "LongformerModel": "feature-extraction",
-    "LongformerForSequenceClassification": "text-classification",
-}
+# The Hub task of each head longzoo writes, by the end of the class name (any family).
+_PIPELINES = (
+    ("ForMaskedLM", "fill-mask"),
+    ("ForSequenceClassification", "text-classification"),
+    ("Model", "feature-extraction"),
+)
+PIPELINE_TAGS = frozenset(tag for _, tag in _PIPELINES) | {"sentence-similarity"}
+LIBRARIES = ("transformers", "sentence-transformers")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$|^[A-Za-z0-9][\w.-]*$")
+
+
+def pipeline_tag(architecture: str | None) -> str | None:
+    """``fill-mask`` for ``LongformerForMaskedLM`` or ``BertForMaskedLM``, and so on; None for a class longzoo never writes."""
+    for suffix, tag in _PIPELINES:
+        if architecture and architecture.endswith(suffix):
+            return tag
+    return None
 
 
 def validate_metadata(meta: dict) -> list[str]:
@@ -49,10 +60,10 @@ def validate_metadata(meta: dict) -> list[str]:
             continue
         if not isinstance(code, str) or not _LANGUAGE.match(code):
             problems.append(f"language {code!r} is not an ISO 639 code such as zh or en")
-    if meta.get("pipeline_tag") not in set(PIPELINE_TAGS.values()):
+    if meta.get("pipeline_tag") not in PIPELINE_TAGS:
         problems.append(f"pipeline_tag {meta.get('pipeline_tag')!r} is not one longzoo models support")
-    if meta.get("library_name") != "transformers":
-        problems.append("library_name must be transformers (the model needs nothing else)")
+    if meta.get("library_name") not in LIBRARIES:
+        problems.append(f"library_name must be one of {', '.join(LIBRARIES)} (the model needs nothing else)")
     base = meta.get("base_model")
     if base is not None and not (isinstance(base, str) and _HUB_ID.match(base)):
         problems.append(f"base_model {base!r} is not a Hub model id")

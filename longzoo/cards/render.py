@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from longzoo.cards.metadata import NO_LICENSE, PIPELINE_TAGS, validate_metadata
+from longzoo.cards.metadata import NO_LICENSE, pipeline_tag, validate_metadata
 from longzoo.errors import LongzooError
 from longzoo.manifest import read_manifest, record_step
 from longzoo.outputs import write_text_atomic
@@ -73,7 +73,7 @@ def render_card(
         raise LongzooError(f"{folder}: no longzoo.json with a conversion record; is this a longzoo model folder?")
     name = folder_name or folder.resolve().name
     settings = _settings(folder, name, manifest, language, license, model_name, base_model, repo_id)
-    data = card_data(manifest, settings)
+    data = card_data(folder, manifest, settings)
     meta = data.to_dict()
     problems = validate_metadata(meta)
     if problems and strict:
@@ -149,12 +149,22 @@ def _vocabulary_is_chinese(folder: Path) -> bool:
     return chinese_vocabulary(vocab.keys() if isinstance(vocab, dict) else (entry[0] for entry in vocab))
 
 
-def card_data(manifest: Manifest, settings: CardSettings):
+def is_sentence_model(folder: Path, manifest: Manifest) -> bool:
+    """A sentence-transformers model now: its modules were kept and are still in the folder
+    (a fine-tuned classifier is not one)."""
+    return bool(manifest.convert.sentence_modules) and not manifest.finetune and (folder / "modules.json").is_file()
+
+
+def card_data(folder: Path, manifest: Manifest, settings: CardSettings):
     """The card's YAML header as ``huggingface_hub.ModelCardData``."""
     from huggingface_hub import ModelCardData
 
-    pipeline = PIPELINE_TAGS.get(manifest.architecture)
-    tags = ["longformer", "long-context", "longzoo", manifest.convert.base.model_type]
+    sentence = is_sentence_model(folder, manifest)
+    pipeline = "sentence-similarity" if sentence else pipeline_tag(manifest.architecture)
+    form = "longformer" if manifest.convert.attention == "longformer" else "full-attention"
+    tags = [form, "long-context", "longzoo", manifest.convert.base.model_type]
+    if sentence:
+        tags += ["sentence-transformers", "feature-extraction"]
     if "zh" in settings.language:
         tags.append("chinese")
     corpora = manifest.pretrain.corpora if manifest.pretrain else []
@@ -162,7 +172,7 @@ def card_data(manifest: Manifest, settings: CardSettings):
     return ModelCardData(
         language=settings.language or None,
         license=settings.license,
-        library_name="transformers",
+        library_name="sentence-transformers" if sentence else "transformers",
         pipeline_tag=pipeline,
         tags=tags,
         base_model=settings.base_model,
@@ -225,6 +235,7 @@ def template_context(folder: Path, name: str, manifest: Manifest, settings: Card
         "settings": settings,
         "model_id": settings.repo_id or f"./{name}",
         "chinese": "zh" in settings.language,
+        "sentence": is_sentence_model(folder, manifest),
         "mask_token": mask,
         "loss_plot": pretrain.loss_plot
         if pretrain and pretrain.loss_plot and (folder / pretrain.loss_plot).is_file()

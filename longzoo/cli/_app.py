@@ -120,7 +120,12 @@ ForceOption = Annotated[
     typer.Option("--force", metavar="", help="Replace a non-empty output folder that longzoo wrote (never an input)."),
 ]
 AttentionOption = Annotated[
-    Attention, typer.Option("--attention", help="fast (exact, blocked SDPA) or transformers' reference.")
+    Attention,
+    typer.Option(
+        "--attention",
+        help="Longformer attention: fast (exact, blocked SDPA) or transformers' reference; "
+        "a full-attention model always runs transformers' SDPA.",
+    ),
 ]
 WwmOption = Annotated[Wwm, typer.Option("--wwm", help="Whole-word masking: auto, jieba or none.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Random seed (data order, masks, new heads).")]

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from longzoo.choices import DType, PositionInit
+from longzoo.choices import AttentionForm, DType, PositionInit
 from longzoo.cli._app import (
     ForceOption,
     app,
@@ -25,12 +25,20 @@ def convert(
     max_pos: Annotated[
         Optional[int], typer.Option("--max-pos", help="Positions of the long model, e.g. 4096 (kept for a long base).")
     ] = None,
+    attention: Annotated[
+        AttentionForm,
+        typer.Option(
+            "--attention",
+            help="longformer: transformers' Longformer (sliding window + global tokens); "
+            "full: the base's own architecture with more positions (SDPA/flash attention over all tokens).",
+        ),
+    ] = AttentionForm.longformer,
     attention_window: Annotated[
         Optional[int],
-        typer.Option("--attention-window", help="Window over both sides (even); default min(512, max-pos)."),
+        typer.Option("--attention-window", help="Longformer window over both sides (even); default min(512, max-pos)."),
     ] = None,
     out_dir: Annotated[
-        Optional[Path], typer.Option("--out", help="Output folder; default ./<base>-longformer-<max-pos>.")
+        Optional[Path], typer.Option("--out", help="Output folder; default ./<base>-<attention>-<max-pos>.")
     ] = None,
     force: ForceOption = False,
     revision: Annotated[Optional[str], typer.Option("--revision", help="Hub branch, tag or commit.")] = None,
@@ -48,7 +56,7 @@ def convert(
         bool, typer.Option("--no-verify", metavar="", help="Skip the parity check against the base.")
     ] = False,
 ) -> None:
-    """Convert a BERT / RoBERTa / XLM-R / CamemBERT checkpoint into a Longformer."""
+    """Convert a BERT / RoBERTa / XLM-R / CamemBERT checkpoint into a long model (Longformer or full attention)."""
     from longzoo.converters import convert as run_convert
     from longzoo.progress import Steps
 
@@ -59,6 +67,7 @@ def convert(
             base,
             max_pos,
             out_dir,
+            attention=attention.value,
             attention_window=attention_window,
             force=force,
             revision=revision,
@@ -156,7 +165,8 @@ def push(
 def _print_summary(result) -> None:
     record = result.manifest.convert
     keys = record.keys
-    out.print(f"[bold]{result.architecture}[/] with {record.max_positions} positions, window {record.attention_window}")
+    shape = "full attention" if record.attention_window is None else f"window {record.attention_window}"
+    out.print(f"[bold]{result.architecture}[/] with {record.max_positions} positions, {shape}")
     out.print(
         f"keys: {keys.mapped} mapped, {len(keys.generated)} generated, "
         f"{len(keys.tied)} tied, {len(keys.dropped)} dropped"
@@ -173,11 +183,15 @@ def _print_summary(result) -> None:
         out.print("[yellow]parity: not checked (--no-verify)[/]")
     else:
         global_diff = parity.max_abs_diff_global
-        global_text = "not compared (trained global projections)" if global_diff is None else f"{global_diff:.2e}"
+        if record.attention == AttentionForm.full:
+            global_text = f"attention {parity.attn_implementation}"
+        elif global_diff is None:
+            global_text = "with global attention on token 0 not compared (trained global projections)"
+        else:
+            global_text = f"with global attention on token 0 = {global_diff:.2e}"
         out.print(
             f"parity at {parity.length} tokens: max |Δ{parity.compared}| = {parity.max_abs_diff:.2e}, "
-            f"with global attention on token 0 = {global_text} "
-            f"(tolerance {parity.tolerance:g}) [bold green]passed[/]"
+            f"{global_text} (tolerance {parity.tolerance:g}) [bold green]passed[/]"
         )
         full = parity.full_length
         out.print(f"full-length run: {full.tokens} tokens in {full.seconds:.1f} s, outputs finite")

@@ -84,7 +84,8 @@ def pretrain(
         ),
     ] = 0.0,
     global_attention: Annotated[
-        GlobalAttention, typer.Option("--global-attention", help="Train with global attention on [CLS] / <s>.")
+        GlobalAttention,
+        typer.Option("--global-attention", help="Train with global attention on [CLS] / <s> (Longformer only)."),
     ] = GlobalAttention.none,
     save_steps: Annotated[Optional[int], typer.Option("--save-steps", help="Checkpoint every N steps.")] = None,
     logging_steps: Annotated[Optional[int], typer.Option("--logging-steps", help="Log every N steps.")] = None,

@@ -1,8 +1,10 @@
 """Per-architecture facts, as data.
 
 Everything that differs between the encoder families longzoo converts lives in one
-frozen :class:`Adapter` per ``model_type``; the generic converter in
-:mod:`longzoo.converters.convert` reads nothing else.  Adding a family means adding a
+frozen :class:`Adapter` per ``model_type``, and everything that differs between the two
+long forms (transformers' Longformer, or the base's own architecture with full attention)
+in one :class:`Target` built from it; the generic converter in
+:mod:`longzoo.converters.generic` reads nothing else.  Adding a family means adding a
 row here (and a fixture in the tests), not a new converter.
 """
 
@@ -11,15 +13,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from longzoo.choices import AttentionForm
 from longzoo.errors import LongzooError
 
 # Old TF-converted BERT checkpoints name LayerNorm parameters gamma/beta.
 _LEGACY_LAYERNORM = ((r"\.gamma$", ".weight"), (r"\.beta$", ".bias"))
 
-# Buffers some checkpoints carry; Longformer recomputes both from the input.
+# Buffers some checkpoints carry; both long forms recompute them from the input.
 _BUFFERS = (
-    (r"(^|\.)embeddings\.position_ids$", "buffer: Longformer derives position ids from the input ids"),
+    (r"(^|\.)embeddings\.position_ids$", "buffer: position ids are derived from the input ids"),
     (r"(^|\.)embeddings\.token_type_ids$", "buffer: token type ids default to zeros at run time"),
+)
+# A long base in a foreign layout brings global projections; full attention has no global tokens.
+_GLOBAL_PROJECTIONS = (
+    (r"\.attention\.self\.(query|key|value)_global\.", "global projection: full attention has no global tokens"),
 )
 
 
@@ -45,10 +52,12 @@ class Adapter:
             Longformer's head hard-codes gelu, so a non-gelu BERT head cannot match.
         tokenizer_class: class written to ``tokenizer_config.json`` when the base does
             not name one (``AutoTokenizer`` would otherwise pick Longformer's BPE).
+        class_prefix: transformers' name of the family's classes (``Bert`` of ``BertModel``).
     """
 
     model_type: str
     family: str
+    class_prefix: str
     backbone_prefix: str
     head_prefix: str
     head_renames: tuple[tuple[str, str], ...]
@@ -69,10 +78,11 @@ class Adapter:
 _ROBERTA_HEAD = (("lm_head.", "lm_head."),)
 
 
-def _roberta_like(model_type: str, family: str, tokenizer_class: str) -> Adapter:
+def _roberta_like(model_type: str, family: str, class_prefix: str, tokenizer_class: str) -> Adapter:
     return Adapter(
         model_type=model_type,
         family=family,
+        class_prefix=class_prefix,
         backbone_prefix="roberta.",
         head_prefix="lm_head.",
         head_renames=_ROBERTA_HEAD,
@@ -86,6 +96,7 @@ ADAPTERS: dict[str, Adapter] = {
     "bert": Adapter(
         model_type="bert",
         family="BERT",  # bert-base-chinese, hfl chinese-roberta-wwm-ext, roberta_zh
+        class_prefix="Bert",
         backbone_prefix="bert.",
         head_prefix="cls.predictions.",
         head_renames=(
@@ -97,12 +108,68 @@ ADAPTERS: dict[str, Adapter] = {
         positions_after_pad=False,
         head_activation_from_config=True,
         tokenizer_class="BertTokenizer",
-        dropped=_BUFFERS + ((r"^cls\.seq_relationship\.", "next-sentence head: Longformer has no NSP task"),),
+        dropped=_BUFFERS + ((r"^cls\.seq_relationship\.", "next-sentence head: the long model has no NSP task"),),
     ),
-    "roberta": _roberta_like("roberta", "RoBERTa", "RobertaTokenizer"),  # DistilRoBERTa too
-    "xlm-roberta": _roberta_like("xlm-roberta", "XLM-RoBERTa", "XLMRobertaTokenizer"),
-    "camembert": _roberta_like("camembert", "CamemBERT", "CamembertTokenizer"),
+    "roberta": _roberta_like("roberta", "RoBERTa", "Roberta", "RobertaTokenizer"),  # DistilRoBERTa too
+    "xlm-roberta": _roberta_like("xlm-roberta", "XLM-RoBERTa", "XLMRoberta", "XLMRobertaTokenizer"),
+    "camembert": _roberta_like("camembert", "CamemBERT", "Camembert", "CamembertTokenizer"),
 }
+
+
+@dataclass(frozen=True)
+class Target:
+    """The long model one base becomes, in one of the two forms (see :class:`AttentionForm`).
+
+    Attributes:
+        attention: ``longformer`` or ``full``.
+        model_type: the output's ``model_type``.
+        architecture: the transformers class written to ``config.json``.
+        backbone: prefix of encoder keys in the output (``longformer.``, ``bert.``, or none).
+        head_renames: ``(source prefix, target prefix)`` pairs for the MLM head.
+        dropped: ``(regex, reason)`` for source keys with no place in this form.
+        positions_after_pad: True when the output numbers real tokens from ``pad + 1``.
+    """
+
+    attention: str
+    model_type: str
+    architecture: str
+    backbone: str
+    head_renames: tuple[tuple[str, str], ...]
+    dropped: tuple[tuple[str, str], ...]
+    positions_after_pad: bool
+
+    @property
+    def windowed(self) -> bool:
+        return self.attention == AttentionForm.longformer
+
+    def drop_reason(self, key: str) -> str | None:
+        for pattern, reason in self.dropped:
+            if re.search(pattern, key):
+                return reason
+        return None
+
+
+def target_for(adapter: Adapter, attention: str, mlm: bool) -> Target:
+    """What ``adapter``'s base becomes in the ``attention`` form, with or without an MLM head."""
+    if attention == AttentionForm.longformer:
+        return Target(
+            attention=AttentionForm.longformer.value,
+            model_type="longformer",
+            architecture="LongformerForMaskedLM" if mlm else "LongformerModel",
+            backbone="longformer." if mlm else "",
+            head_renames=adapter.head_renames,
+            dropped=(),
+            positions_after_pad=True,
+        )
+    return Target(
+        attention=AttentionForm.full.value,
+        model_type=adapter.model_type,
+        architecture=f"{adapter.class_prefix}ForMaskedLM" if mlm else f"{adapter.class_prefix}Model",
+        backbone=adapter.backbone_prefix if mlm else "",
+        head_renames=((adapter.head_prefix, adapter.head_prefix),),  # the base's own head, as it is
+        dropped=_GLOBAL_PROJECTIONS,
+        positions_after_pad=adapter.positions_after_pad,
+    )
 
 
 def get_adapter(model_type: str | None) -> Adapter:

@@ -1,4 +1,10 @@
-"""The one converter: any supported short encoder -> stock transformers Longformer."""
+"""The one converter: any supported short encoder -> a stock transformers long model.
+
+Two forms (``--attention``): transformers' Longformer (a sliding window plus global
+tokens), or the base's own architecture with a longer position table and full attention
+(the route BGE-M3 took from XLM-R), which runs on transformers' SDPA and flash paths.
+Both go through the same key accounting, parity proof, manifest and card.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from longzoo.cards.render import render_card
-from longzoo.choices import DType, PositionInit
-from longzoo.converters.adapters import Adapter, get_adapter, usable_positions
+from longzoo.choices import AttentionForm, DType, PositionInit
+from longzoo.converters.adapters import Adapter, Target, get_adapter, target_for, usable_positions
 from longzoo.converters.keys import (
     POSITIONS,
     KeyReport,
@@ -19,6 +25,7 @@ from longzoo.converters.keys import (
     global_projection_sources,
     is_mlm_checkpoint,
     map_keys,
+    target_name,
 )
 from longzoo.converters.positions import extend_positions
 from longzoo.converters.sentence import copy_sentence_modules, sentence_modules
@@ -73,6 +80,9 @@ _CARRIED = (
     "tie_word_embeddings",
 )
 
+# Base config entries that describe the file or the long layout of a foreign base, not the full-attention model.
+_CONFIG_STATE = ("attention_window", "architectures", "transformers_version", "_name_or_path", "auto_map")
+
 # Tokenizer config entries that describe where a tokenizer was loaded from, not what it is.
 _TOKENIZER_LOAD_STATE = ("is_local", "local_files_only", "name_or_path", "_commit_hash")
 _GENERIC_TOKENIZERS = (None, "PreTrainedTokenizerFast", "TokenizersBackend")
@@ -83,16 +93,17 @@ class ConvertOptions:
     """What the user asked for; stored in the manifest as given."""
 
     max_pos: int
-    attention_window: int
+    attention_window: int | None  # None: full attention
     position_init: str = "copy"
     dtype: str = "float32"
     revision: str | None = None
     allow_pickle: bool = False
     verify: bool = True
+    attention: str = AttentionForm.longformer.value
 
     def validate(self) -> None:
         check_numbers(self.max_pos, self.attention_window)
-        _check_choices(self.position_init, self.dtype, self.revision)
+        _check_choices(self.position_init, self.dtype, self.revision, self.attention, self.attention_window)
 
 
 def _is_int(value) -> bool:
@@ -121,9 +132,12 @@ def check_numbers(max_pos, window) -> None:
         raise LongzooError(f"--attention-window {window} is larger than --max-pos {max_pos}")
 
 
-def _check_choices(position_init, dtype, revision) -> None:
+def _check_choices(position_init, dtype, revision, attention, window) -> None:
     PositionInit.require("--position-init", position_init)
     DType.require("--dtype", dtype)
+    AttentionForm.require("--attention", attention)
+    if attention == AttentionForm.full and window is not None:
+        raise LongzooError("--attention-window is for --attention longformer; full attention has no window")
     if revision is not None and not isinstance(revision, str):
         raise LongzooError(f"--revision must be a branch, tag or commit name, got {revision!r}")
 
@@ -140,10 +154,10 @@ class ConversionResult:
     card_problems: list[str]
 
 
-def default_output(base: str, max_pos: int) -> Path:
-    """``./<base name>-longformer-<max_pos>`` for a Hub id or folder."""
+def default_output(base: str, max_pos: int, attention: str = AttentionForm.longformer.value) -> Path:
+    """``./<base name>-longformer-<max_pos>`` (or ``-full-``) for a Hub id or folder."""
     name = Path(base.rstrip("/")).name or "model"
-    return Path.cwd() / f"{name}-longformer-{max_pos}"
+    return Path.cwd() / f"{name}-{attention}-{max_pos}"
 
 
 def convert(
@@ -151,6 +165,7 @@ def convert(
     max_pos: int | None = None,
     out: str | Path | None = None,
     *,
+    attention: str = AttentionForm.longformer.value,
     attention_window: int | None = None,
     force: bool = False,
     revision: str | None = None,
@@ -160,9 +175,10 @@ def convert(
     verify: bool = True,
     steps: Steps | None = None,
 ) -> ConversionResult:
-    """Convert ``base`` (folder or Hub id) into a Longformer with ``max_pos`` positions.
+    """Convert ``base`` (folder or Hub id) into a long model with ``max_pos`` positions.
 
-    The output folder holds ``config.json``, ``model.safetensors``, the tokenizer with
+    ``attention="longformer"`` writes a Longformer, ``"full"`` the base's own architecture
+    with an extended position table (no window).  The output folder holds ``config.json``, ``model.safetensors``, the tokenizer with
     ``model_max_length = max_pos``, ``longzoo.json`` and a model card (``README.md``).  It is built in a temporary
     folder and renamed into place only after the parity check passed, so a failed
     conversion leaves nothing behind.  Raises :class:`LongzooError` for user errors.
@@ -176,26 +192,26 @@ def convert(
     # Checks that need no download come first.
     check_endpoint_variable()
     check_numbers(max_pos, attention_window)
-    _check_choices(position_init, dtype, revision)
+    _check_choices(position_init, dtype, revision, attention, attention_window)
     # --out must never be, or hold, the base it is built from (--force would delete it).
     inputs = [base] if Path(base).expanduser().is_dir() else []
     if out is not None or max_pos:
-        out = (Path(out) if out is not None else default_output(base, max_pos)).expanduser().absolute()
+        out = (Path(out) if out is not None else default_output(base, max_pos, attention)).expanduser().absolute()
         check_output(out, force, inputs)  # fail before a long download
 
     with steps.step(f"Resolving base {base}"):
         source = resolve_base(base, revision=revision, allow_pickle=allow_pickle)
-    base_config, adapter, tokenizer, layout = _inspect_base(source.path)
+    base_config, adapter, tokenizer, layout = _inspect_base(source.path, attention)
     modules = sentence_modules(source.path)  # a sentence-transformers base keeps its modules
-    max_pos, window = _sizes(base_config, source.path, layout, max_pos, attention_window)
+    max_pos, window = _sizes(base_config, source.path, layout, max_pos, attention_window, attention)
     if out is None:
-        out = default_output(base, max_pos).absolute()
+        out = default_output(base, max_pos, attention).absolute()
         check_output(out, force, [source.path])
-    options = ConvertOptions(max_pos, window, position_init, dtype, revision, allow_pickle, verify)
+    options = ConvertOptions(max_pos, window, position_init, dtype, revision, allow_pickle, verify, attention)
     options.validate()
     _check_table_fits(options, layout, base_config)
 
-    model, report, mlm, hashes = _converted_model(source, base_config, tokenizer, adapter, layout, options, steps)
+    model, report, target, hashes = _converted_model(source, base_config, tokenizer, adapter, layout, options, steps)
     with staged_output(out, force=force, inputs=[source.path]) as staging:
         with steps.step("Saving model and tokenizer"):
             model.save_pretrained(staging)
@@ -203,8 +219,8 @@ def convert(
             if modules:
                 copy_sentence_modules(source.path, staging, modules, usable_positions(model.config))
         del model
-        parity = _verify(source, staging, mlm, layout, options, report, steps) if verify else None
-        record = _manifest_record(source, hashes, adapter, base_config, layout, options, mlm, report, parity)
+        parity = _verify(source, staging, target, layout, options, report, steps) if verify else None
+        record = _manifest_record(source, hashes, adapter, base_config, layout, options, target, report, parity)
         if modules:
             kept = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules[1:]]
             record = record.model_copy(update={"sentence_modules": kept})
@@ -216,19 +232,19 @@ def convert(
 
 
 def _converted_model(source: BaseSource, base_config, tokenizer, adapter, layout, options, steps: Steps):
-    """The Longformer built from the base weights, its key report, whether it has an MLM head, the weights' digests."""
+    """The long model built from the base weights, its key report, its :class:`Target`, the weights' digests."""
     with steps.step("Reading base weights"):
         files = weight_files(source.path, options.allow_pickle, root=source.root)
         state = load_weights(files)
         _check_position_rows(state, layout, source.path / "config.json")
         hashes = None if source.revision else sha256_files(files)
-    mlm = is_mlm_checkpoint(adapter, state)
+    target = target_for(adapter, options.attention, is_mlm_checkpoint(adapter, state))
     with steps.step("Converting weights"):
-        model, report = _build_model(state, base_config, tokenizer, adapter, layout, options, mlm)
-    return model, report, mlm, hashes
+        model, report = _build_model(state, base_config, tokenizer, adapter, layout, options, target)
+    return model, report, target, hashes
 
 
-def _sizes(config: dict, folder: Path, layout: PositionLayout, max_pos, window) -> tuple[int, int]:
+def _sizes(config: dict, folder: Path, layout: PositionLayout, max_pos, window, attention) -> tuple[int, int | None]:
     """``--max-pos`` and ``--attention-window`` as given, or the defaults the base implies."""
     legacy_window = _legacy_window(config, folder / "config.json")
     if max_pos is None:
@@ -237,23 +253,25 @@ def _sizes(config: dict, folder: Path, layout: PositionLayout, max_pos, window) 
         max_pos = layout.base_length
     if max_pos < layout.base_length or (max_pos == layout.base_length and legacy_window is None):
         raise LongzooError(f"--max-pos {max_pos} must be larger than the base model's {layout.base_length} positions")
+    if attention == AttentionForm.full:
+        return max_pos, None
     if window is None:  # the default is even, as every window must be, also for an odd --max-pos
         window = legacy_window or min(DEFAULT_WINDOW, max_pos - max_pos % 2)
     return max_pos, window
 
 
-def _verify(source, staging: Path, mlm: bool, layout, options, report, steps) -> dict:
+def _verify(source, staging: Path, target: Target, layout, options, report, steps) -> dict:
     """The parity proof of the staged output; a failure is an error and nothing is published."""
     from longzoo.converters.parity import verify_conversion
 
     copied_globals = any("_global." in key for key in report.generated)
-    parity = verify_conversion(source.path, staging, mlm, layout, options, steps, check_global=copied_globals)
+    parity = verify_conversion(source.path, staging, target, layout, options, steps, check_global=copied_globals)
     if not parity.passed:
         raise LongzooError(_parity_failure(parity))
     return parity
 
 
-def _inspect_base(folder: Path) -> tuple[dict, Adapter, object, PositionLayout]:
+def _inspect_base(folder: Path, attention: str) -> tuple[dict, Adapter, object, PositionLayout]:
     """Read and check everything of the base but its weights (cheap, so it comes first)."""
     path = folder / "config.json"
     config = _read_config(path)
@@ -262,9 +280,9 @@ def _inspect_base(folder: Path) -> tuple[dict, Adapter, object, PositionLayout]:
     except LongzooError as exc:
         raise LongzooError(f"{path}: {exc}") from None
     _check_config(config, path)
-    _check_compatible(config, adapter, path)
+    _check_compatible(config, adapter, path, attention)
     tokenizer = load_checked_tokenizer(folder, _carried(config, "vocab_size"))
-    return config, adapter, tokenizer, _position_layout(config, tokenizer, adapter, path)
+    return config, adapter, tokenizer, _position_layout(config, tokenizer, adapter, path, attention)
 
 
 def _legacy_window(config: dict, path: Path) -> int | None:
@@ -347,7 +365,7 @@ def _check_config(config: dict, path: Path) -> None:
         raise bad(one_line(exc)) from None
 
 
-def _position_layout(config: dict, tokenizer, adapter: Adapter, path: Path) -> PositionLayout:
+def _position_layout(config: dict, tokenizer, adapter: Adapter, path: Path, attention: str) -> PositionLayout:
     # The tokenizer decides which id pads; configs have been wrong about it (hfl once).
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else config.get("pad_token_id")
     if pad is None:
@@ -367,7 +385,9 @@ def _position_layout(config: dict, tokenizer, adapter: Adapter, path: Path) -> P
             f"{path}: max_position_embeddings {rows:,} is more than longzoo's limit of {MAX_POSITIONS:,}; "
             "correct config.json"
         )
-    return PositionLayout(pad_token_id=pad, base_offset=base_offset, base_length=base_length, new_offset=pad + 1)
+    # Longformer numbers tokens from pad + 1 whatever the family; full attention keeps the base's numbering.
+    new_offset = base_offset if attention == AttentionForm.full else pad + 1
+    return PositionLayout(pad_token_id=pad, base_offset=base_offset, base_length=base_length, new_offset=new_offset)
 
 
 def _check_position_rows(state: dict, layout: PositionLayout, path: Path) -> None:
@@ -381,7 +401,7 @@ def _check_position_rows(state: dict, layout: PositionLayout, path: Path) -> Non
             )
 
 
-def _check_compatible(config: dict, adapter: Adapter, path: Path) -> None:
+def _check_compatible(config: dict, adapter: Adapter, path: Path, attention: str) -> None:
     from transformers.activations import ACT2FN
 
     kind = config.get("position_embedding_type", "absolute")
@@ -392,10 +412,10 @@ def _check_compatible(config: dict, adapter: Adapter, path: Path) -> None:
     act = config.get("hidden_act", "gelu")
     if not isinstance(act, str) or act not in ACT2FN:
         raise LongzooError(f"{path}: hidden_act {act!r} is not an activation transformers knows; correct config.json")
-    if adapter.head_activation_from_config and act != "gelu":
+    if adapter.head_activation_from_config and act != "gelu" and attention == AttentionForm.longformer:
         raise LongzooError(
             f"{path}: the base MLM head uses {act!r}, but Longformer's LM head always applies gelu, "
-            "so the converted model could not reproduce the base"
+            "so the converted model could not reproduce the base; --attention full keeps the base's head"
         )
 
 
@@ -426,39 +446,46 @@ def _check_finite_output(state: dict, dtype: str) -> None:
         raise LongzooError(f"converted weight {key} overflows {dtype} (NaN or infinite after the cast){hint}")
 
 
-def _longformer_config(base_config: dict, tokenizer, layout: PositionLayout, options: ConvertOptions, mlm: bool):
-    from transformers import LongformerConfig
+def _target_config(base_config: dict, tokenizer, layout: PositionLayout, options: ConvertOptions, target: Target):
+    """The output's config: Longformer's with the base's sizes, or the base's own with more positions."""
+    from transformers import AutoConfig, LongformerConfig
 
+    rows = options.max_pos + layout.new_offset
+    if not target.windowed:
+        carried = {k: v for k, v in base_config.items() if k not in _CONFIG_STATE}
+        carried.update(max_position_embeddings=rows, architectures=[target.architecture])
+        return AutoConfig.for_model(**carried)
     carried = {k: base_config[k] for k in _CARRIED if k in base_config}
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
     return LongformerConfig(
         **carried,
         attention_window=options.attention_window,
-        max_position_embeddings=options.max_pos + layout.new_offset,
+        max_position_embeddings=rows,
         pad_token_id=layout.pad_token_id,
         bos_token_id=bos,
         eos_token_id=eos,
         sep_token_id=tokenizer.sep_token_id,
-        architectures=["LongformerForMaskedLM" if mlm else "LongformerModel"],
+        architectures=[target.architecture],
     )
 
 
-def _build_model(state, base_config, tokenizer, adapter, layout, options, mlm):
+def _build_model(state, base_config, tokenizer, adapter, layout, options, target: Target):
     import torch
-    from transformers import LongformerForMaskedLM, LongformerModel
+    from transformers import AutoModel, AutoModelForMaskedLM
 
-    config = _longformer_config(base_config, tokenizer, layout, options, mlm)
-    cls = LongformerForMaskedLM if mlm else LongformerModel
+    config = _target_config(base_config, tokenizer, layout, options, target)
+    auto = AutoModelForMaskedLM if target.architecture.endswith("ForMaskedLM") else AutoModel
     # Build on the meta device: no memory, no random init; every tensor is assigned below.
     with torch.device("meta"):
-        model = cls(config)
+        model = auto.from_config(config)
+    if type(model).__name__ != target.architecture:
+        raise RuntimeError(f"internal error: built {type(model).__name__}, expected {target.architecture}")
     target_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    tied = _tied_keys(model)
-    backbone = "longformer." if mlm else ""
-    new_state, report = map_keys(adapter, state, target_shapes, tied, backbone)
+    tied = _tied_keys(model, {target_name(adapter, key, target) for key in state})
+    new_state, report = map_keys(adapter, state, target_shapes, tied, target)
 
-    positions = backbone + POSITIONS
+    positions = target.backbone + POSITIONS
     if positions not in new_state:
         raise LongzooError("the base checkpoint has no position embeddings")
     new_state[positions] = extend_positions(
@@ -489,6 +516,7 @@ def _build_model(state, base_config, tokenizer, adapter, layout, options, mlm):
         raise RuntimeError(f"internal key accounting error: missing={missing} unexpected={unexpected}")
     model.tie_weights()
     report.tied = dict(tied)
+    _fill_index_buffers(model)
     leftovers = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if leftovers:
         raise RuntimeError(f"internal error: tensors left unset: {leftovers}")
@@ -496,16 +524,32 @@ def _build_model(state, base_config, tokenizer, adapter, layout, options, mlm):
     return model.eval(), report
 
 
-def _tied_keys(model) -> dict[str, str]:
-    """Target keys that share a parameter with an earlier key (e.g. the LM decoder)."""
+def _fill_index_buffers(model) -> None:
+    """BERT-family embeddings keep unsaved ``position_ids``/``token_type_ids`` buffers; on the
+    meta device they are empty, and transformers computes them only in its own init."""
+    import torch
+
+    for module in model.modules():
+        for name, buffer in list(module.named_buffers(recurse=False)):
+            if not buffer.is_meta or name not in ("position_ids", "token_type_ids"):
+                continue
+            value = torch.arange(buffer.shape[-1]) if name == "position_ids" else torch.zeros(buffer.shape[-1])
+            persistent = name not in module._non_persistent_buffers_set
+            module.register_buffer(name, value.to(buffer.dtype).expand(buffer.shape), persistent=persistent)
+
+
+def _tied_keys(model, provided: set[str]) -> dict[str, str]:
+    """Target keys that share a parameter with another key (e.g. the LM decoder), each mapped to
+    the key that holds it: the one the checkpoint provides (classes differ in which they register
+    first: XLM-R's head comes before its embeddings)."""
     model.tie_weights()
-    first: dict[int, str] = {}
-    tied = {}
+    groups: dict[int, list[str]] = {}
     for name, param in model.named_parameters(remove_duplicate=False):
-        if id(param) in first:
-            tied[name] = first[id(param)]
-        else:
-            first[id(param)] = name
+        groups.setdefault(id(param), []).append(name)
+    tied = {}
+    for names in groups.values():
+        holder = next((name for name in names if name in provided), names[0])
+        tied.update({name: holder for name in names if name != holder})
     return tied
 
 
@@ -538,7 +582,7 @@ def _versions() -> dict:
     return found
 
 
-def _manifest_record(source: BaseSource, hashes, adapter, base_config, layout, options, mlm, report, parity):
+def _manifest_record(source: BaseSource, hashes, adapter, base_config, layout, options, target, report, parity):
     return ConvertRecord(
         base=BaseRecord(
             id=source.hub_id or source.path.name,  # a local base by its folder name only
@@ -551,7 +595,8 @@ def _manifest_record(source: BaseSource, hashes, adapter, base_config, layout, o
             max_positions=layout.base_length,
             card=read_base_card(source.path),
         ),
-        architecture="LongformerForMaskedLM" if mlm else "LongformerModel",
+        architecture=target.architecture,
+        attention=target.attention,
         max_positions=options.max_pos,
         attention_window=options.attention_window,
         position_layout=layout,

@@ -1,4 +1,4 @@
-"""Strict state-dict key accounting between a base checkpoint and a Longformer.
+"""Strict state-dict key accounting between a base checkpoint and its long model.
 
 Every source key ends up in exactly one bucket (mapped, dropped with a reason), and
 every target key is filled (from a source key, generated, or tied to another target
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from longzoo.converters.adapters import Adapter
+from longzoo.converters.adapters import Adapter, Target
 from longzoo.errors import LongzooError
 from longzoo.records import KeyCounts
 
@@ -37,16 +37,16 @@ def is_mlm_checkpoint(adapter: Adapter, keys) -> bool:
     return any(k.startswith(adapter.head_prefix) for k in keys)
 
 
-def target_name(adapter: Adapter, key: str, backbone: str) -> str:
-    """The Longformer key for source ``key``; ``backbone`` is ``longformer.`` or ``""``."""
-    for src, dst in adapter.head_renames:
+def target_name(adapter: Adapter, key: str, target: Target) -> str:
+    """The output's key for source ``key``."""
+    for src, dst in target.head_renames:
         if key.startswith(src):
             key = dst + key[len(src) :]
             break
     else:
         if key.startswith(adapter.backbone_prefix):
             key = key[len(adapter.backbone_prefix) :]
-        key = backbone + key
+        key = target.backbone + key
     for pattern, repl in adapter.renames:
         key = re.sub(pattern, repl, key)
     return key
@@ -57,9 +57,9 @@ def map_keys(
     source: dict,
     target_shapes: dict[str, tuple],
     tied: dict[str, str],
-    backbone: str,
+    target: Target,
 ) -> tuple[dict, KeyReport]:
-    """Map ``source`` tensors onto Longformer names and check the accounting.
+    """Map ``source`` tensors onto the output's names and check the accounting.
 
     ``target_shapes`` holds every key of the target state dict, ``tied`` maps each
     target key that shares storage with another to that key.  Position embeddings and
@@ -69,20 +69,20 @@ def map_keys(
     report = KeyReport()
     out: dict = {}
     for key, tensor in source.items():
-        reason = adapter.drop_reason(key)
+        reason = adapter.drop_reason(key) or target.drop_reason(key)
         if reason is not None:
             report.dropped[key] = reason
             continue
-        name = target_name(adapter, key, backbone)
+        name = target_name(adapter, key, target)
         if name in tied:
-            report.dropped[key] = f"tied: Longformer shares {name} with {tied[name]}"
+            report.dropped[key] = f"tied: {target.architecture} shares {name} with {tied[name]}"
             continue
         if name not in target_shapes:
-            if name.startswith(f"{backbone}pooler."):
-                report.dropped[key] = "pooler: LongformerForMaskedLM has no pooler"
+            if name.startswith(f"{target.backbone}pooler."):
+                report.dropped[key] = f"pooler: {target.architecture} has no pooler"
                 continue
             raise LongzooError(
-                f"base weight {key!r} has no place in a Longformer ({name!r}); "
+                f"base weight {key!r} has no place in a {target.architecture} ({name!r}); "
                 "the checkpoint is not a plain encoder of its declared type"
             )
         if name in out:

@@ -2,8 +2,10 @@
 
 A Longformer equals its base exactly only where every token sees every other token:
 ``2 * (L - 1) <= attention_window`` (transformers counts the window over both sides).
-The check runs at that length, with and without global attention on the first token,
-and then runs the converted model once at its full length.
+The check runs at that length, with and without global attention on the first token.
+A full-attention model equals its base at every length the base can read; it is checked
+at up to :data:`FULL_PARITY_LENGTH` tokens, with transformers' SDPA attention.  Either
+form then runs once at its full length.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from longzoo.quiet import quiet_transformers
 from longzoo.records import FullLengthRun, ParityReport
 
 TOLERANCE = 1e-4
+# Any length the base reads proves a full-attention model; longer only costs time.
+FULL_PARITY_LENGTH = 512
 
 
 def parity_length(window: int, base_length: int) -> int:
@@ -46,7 +50,7 @@ def _outputs(model, mlm: bool, **inputs):
 
 
 def verify_conversion(
-    base_dir: Path, out_dir: Path, mlm: bool, layout, options, steps: Steps | None = None, check_global: bool = True
+    base_dir: Path, out_dir: Path, target, layout, options, steps: Steps | None = None, check_global: bool = True
 ) -> ParityReport:
     """Compare the saved conversion in ``out_dir`` with the base model in ``base_dir``.
 
@@ -54,31 +58,40 @@ def verify_conversion(
     through the same dtype first, so the number measures the conversion, not the
     rounding.  ``check_global=False`` (a long base that brings its own trained global
     projections) skips the global-attention comparison, which a plain BERT/RoBERTa
-    cannot provide.  Returns the record stored as ``convert.parity`` in the manifest.
+    cannot provide; full attention has no global tokens to compare.  ``target`` is the
+    :class:`~longzoo.converters.adapters.Target` the output was written as.  Returns the
+    record stored as ``convert.parity`` in the manifest.
     """
     import torch
     from transformers import AutoModel, AutoModelForMaskedLM
 
     steps = steps or Steps()
+    mlm = target.architecture.endswith("ForMaskedLM")
     auto = AutoModelForMaskedLM if mlm else AutoModel
-    length = parity_length(options.attention_window, layout.base_length)
+    if target.windowed:
+        length, implementation = parity_length(options.attention_window, layout.base_length), {}
+    else:  # proven with the attention users will run it with
+        length, implementation = min(FULL_PARITY_LENGTH, layout.base_length), {"attn_implementation": "sdpa"}
     with steps.step(f"Verifying parity at {length} tokens"), quiet_transformers(), torch.inference_mode():
         base = auto.from_pretrained(base_dir, dtype=torch.float32).eval()
         if options.dtype != "float32":
             base = base.to(getattr(torch, options.dtype)).float()
-        converted, info = auto.from_pretrained(out_dir, dtype=torch.float32, output_loading_info=True)
+        converted, info = auto.from_pretrained(out_dir, dtype=torch.float32, output_loading_info=True, **implementation)
         converted.eval()
         fields, out_tok, batch = _tokenizers(base_dir, out_dir, length)
+        fields["attn_implementation"] = converted.config._attn_implementation
         if options.position_init != "copy":
             fields["positions"] = _substitute_copy_table(converted, base, layout, options.max_pos)
-        fields.update(_differences(base, converted, mlm, batch, check_global))
+        fields.update(_differences(base, converted, mlm, batch, check_global and target.windowed))
+        if not target.windowed:
+            fields["global_check"] = "not applicable: full attention has no global tokens"
         del base
     with (
         steps.step(f"Running the converted model at {options.max_pos} tokens"),
         quiet_transformers(),
         torch.inference_mode(),
     ):
-        full_length = _full_length_run(converted, out_tok, options.max_pos)
+        full_length = _full_length_run(converted, out_tok, options.max_pos, target.windowed)
     return ParityReport(
         tolerance=TOLERANCE,
         length=length,
@@ -126,14 +139,15 @@ def _differences(base, converted, mlm: bool, batch, check_global: bool) -> dict:
     return found
 
 
-def _full_length_run(converted, tokenizer, max_pos: int) -> FullLengthRun:
+def _full_length_run(converted, tokenizer, max_pos: int, windowed: bool) -> FullLengthRun:
     import torch
 
-    long = _long_input(tokenizer, max_pos)
-    global_mask = torch.zeros_like(long["input_ids"])
-    global_mask[:, 0] = 1
+    long = dict(_long_input(tokenizer, max_pos))
+    if windowed:
+        long["global_attention_mask"] = torch.zeros_like(long["input_ids"])
+        long["global_attention_mask"][:, 0] = 1
     start = time.perf_counter()
-    hidden = converted.base_model(**long, global_attention_mask=global_mask).last_hidden_state
+    hidden = converted.base_model(**long).last_hidden_state
     return FullLengthRun(
         tokens=int(long["input_ids"].shape[1]),
         requested=max_pos,

@@ -51,12 +51,45 @@ def model_config(model_dir: Path):
     return config
 
 
-def longformer_config(model_dir: Path):
-    """The config of a Longformer folder; a clear error for anything else."""
+def long_config(model_dir: Path):
+    """The config of a long model folder, in either form (:func:`attention_form`); one line for a short model."""
     config = model_config(model_dir)
-    if config.model_type != "longformer":
-        raise LongzooError(f"{model_dir}: a {config.model_type} model, not a Longformer; run `longzoo convert` first")
+    if attention_form(config, model_dir) is None:
+        raise LongzooError(
+            f"{model_dir}: a short {config.model_type} model ({config.max_position_embeddings} positions); "
+            "run `longzoo convert` first"
+        )
     return config
+
+
+def attention_form(config, folder: Path | None = None) -> str | None:
+    """``longformer``, ``full`` for a long model of a family longzoo converts, None for a short one.
+
+    A full-attention model is the base's own architecture: it is long when ``longzoo convert
+    --attention full`` says so in its manifest, or when it reads more positions than the short
+    bases (a long checkpoint from elsewhere, such as BGE-M3).
+    """
+    from longzoo.choices import AttentionForm
+    from longzoo.converters.adapters import ADAPTERS, usable_positions
+
+    if config.model_type == "longformer":
+        return AttentionForm.longformer.value
+    if config.model_type not in ADAPTERS or hasattr(config, "attention_window"):  # a foreign long layout
+        return None
+    if usable_positions(config) > SHORT_POSITIONS or (folder is not None and _converted_full(folder)):
+        return AttentionForm.full.value
+    return None
+
+
+# Every family longzoo converts was pretrained with at most this many positions.
+SHORT_POSITIONS = 512
+
+
+def _converted_full(folder: Path) -> bool:
+    from longzoo.manifest import read_manifest
+
+    record = read_manifest(folder).convert
+    return record is not None and record.attention == "full"
 
 
 def load_tokenizer(folder: Path, config=None):

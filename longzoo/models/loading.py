@@ -1,10 +1,12 @@
 """Loading long models as stock transformers classes, with sensible global attention.
 
-``load(id_or_dir, task)`` returns a plain transformers Longformer model for the task.  A
-folder or Hub id holding a long model in a foreign layout (Longformer_ZH, ``RobertaLong``)
-is first rewritten as a stock checkpoint by the converter (cached, parity-checked).
+``load(id_or_dir, task)`` returns a plain transformers model for the task: a Longformer,
+or the base's own architecture for a full-attention model (``convert --attention full``),
+which runs on transformers' SDPA attention.  A folder or Hub id holding a long model in a
+foreign layout (Longformer_ZH, ``RobertaLong``) is first rewritten as a stock Longformer
+by the converter (cached, parity-checked).
 
-Task heads get a forward pre-hook that fills ``global_attention_mask`` when the caller
+Longformer task heads get a forward pre-hook that fills ``global_attention_mask`` when the caller
 gives none: the first token for classification and tagging; the first token and the
 question (everything up to the first separator) for question answering and multiple
 choice.  transformers' own QA default counts three separators (RoBERTa's
@@ -32,21 +34,24 @@ _QUESTION_TASKS = ("question-answering", "multiple-choice")
 
 
 def stock_folder(id_or_dir: str | Path, *, revision: str | None = None, allow_pickle: bool = False) -> Path | str:
-    """A folder or Hub id that stock transformers can load as a Longformer.
+    """A folder or Hub id that stock transformers can load as a long model.
 
-    Stock Longformer checkpoints pass through unchanged.  A foreign long layout is
-    converted once into ``~/.cache/longzoo/stock/<hash>`` and that folder is returned.
+    Stock Longformer and full-attention checkpoints pass through unchanged.  A foreign long
+    layout is converted once into ``~/.cache/longzoo/stock/<hash>`` and that folder is returned.
     """
     from longzoo.converters.source import resolve_base
+    from longzoo.models.folders import attention_form, model_config
 
     source = resolve_base(str(id_or_dir), revision=revision, allow_pickle=allow_pickle)
     config = json.loads((source.path / "config.json").read_text(encoding="utf-8"))
+    if "attention_window" not in config and config.get("model_type") != "longformer":
+        if attention_form(model_config(source.path), source.path) is None:
+            raise LongzooError(
+                f"{id_or_dir}: a short {config.get('model_type')} model; convert it first (`longzoo convert --base ...`)"
+            )
+        return source.path
     if config.get("model_type") == "longformer":
         return source.path
-    if "attention_window" not in config:
-        raise LongzooError(
-            f"{id_or_dir}: a short {config.get('model_type')} model; convert it first (`longzoo convert --base ...`)"
-        )
     from longzoo.converters import convert
 
     digest = hashlib.sha256(f"{source.path.resolve()}|{source.revision}".encode()).hexdigest()[:16]
@@ -65,11 +70,13 @@ def load(
     fast_attention: bool | str = False,
     **kwargs,
 ):
-    """A stock transformers Longformer for ``task`` (see :data:`TASKS`), from any long layout.
+    """A stock transformers model for ``task`` (see :data:`TASKS`), from any long layout.
 
-    ``fast_attention=True`` computes attention with :func:`longzoo.use_fast_attention`
-    (same numbers, same parameters); a backend name (``"auto"``, ``"sdpa"``, ``"flex"``)
-    picks the backend.  ``kwargs`` go to ``from_pretrained``
+    For a Longformer, ``fast_attention=True`` computes attention with
+    :func:`longzoo.use_fast_attention` (same numbers, same parameters); a backend name
+    (``"auto"``, ``"sdpa"``, ``"flex"``) picks the backend.  A full-attention model runs on
+    transformers' SDPA attention unless ``attn_implementation`` says otherwise, and
+    ``fast_attention`` does not apply to it.  ``kwargs`` go to ``from_pretrained``
     (``num_labels=...``, ``dtype=...``).
     """
     import transformers
@@ -77,15 +84,18 @@ def load(
     if task not in TASKS:
         raise LongzooError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
     folder = stock_folder(id_or_dir, revision=revision, allow_pickle=allow_pickle)
+    longformer = transformers.AutoConfig.from_pretrained(folder).model_type == "longformer"
+    if not longformer:
+        kwargs.setdefault("attn_implementation", "sdpa")
     model, info = getattr(transformers, TASKS[task]).from_pretrained(folder, output_loading_info=True, **kwargs)
     if task == "masked-lm":
         complete_mlm_head(model, info["missing_keys"])  # an encoder-only folder has none yet
     require_finite(model, str(id_or_dir))
-    if fast_attention:
+    if fast_attention and longformer:
         from longzoo.models.attention import use_fast_attention
 
         use_fast_attention(model, backend="auto" if fast_attention is True else fast_attention)
-    if task not in ("masked-lm", "feature-extraction"):
+    if longformer and task not in ("masked-lm", "feature-extraction"):
         attach_global_attention(model, task)
     return model
 
@@ -129,9 +139,10 @@ def attach_global_attention(model, task: str):
 
 
 class LongformerZh:
-    """Chinese long models: a BERT vocabulary in a stock Longformer.
+    """Chinese long models: a BERT vocabulary in a stock Longformer (or a full-attention BERT).
 
-    ``LongformerZh.from_pretrained(id_or_dir)`` returns a ``LongformerForMaskedLM``;
+    ``LongformerZh.from_pretrained(id_or_dir)`` returns a ``LongformerForMaskedLM`` (a
+    ``BertForMaskedLM`` for a full-attention model);
     ``LongformerZh.tokenizer(id_or_dir)`` its BERT tokenizer; ``for_<task>`` the task
     heads with Chinese-friendly default global attention.
     """

@@ -1,6 +1,7 @@
-"""Long-document classification: fine-tune a converted Longformer, and the short-model baselines.
+"""Long-document classification: fine-tune a converted long model, and the short-model baselines.
 
-``finetune`` trains the long model (global attention on the first token) on a labelled
+``finetune`` trains the long model (a Longformer with global attention on the first token,
+or a full-attention model) on a labelled
 file and scores it on another; with ``baselines`` it trains, on the same data and budget,
 
 * ``truncate`` — the short base model on the first tokens it can hold, and
@@ -9,7 +10,8 @@ file and scores it on another; with ``baselines`` it trains, on the same data an
 
 so that one table answers "does the long model use its context?".  Training goes through
 transformers' ``Trainer``; the output folder receives the fine-tuned long model (a stock
-``LongformerForSequenceClassification``), its tokenizer, the extended ``longzoo.json`` and
+``LongformerForSequenceClassification``, or ``BertForSequenceClassification`` and its
+kin for the full form), its tokenizer, the extended ``longzoo.json`` and
 the card.  Baseline weights are not kept: their role is the comparison.
 """
 
@@ -27,7 +29,7 @@ from longzoo.data.documents import LabelledDocument, is_multi_label, label_names
 from longzoo.errors import LongzooError
 from longzoo.evaluation.classification import metrics_for_trainer
 from longzoo.manifest import add_step, read_manifest, write_manifest
-from longzoo.models.folders import copy_tokenizer, load_tokenizer, longformer_config, model_config
+from longzoo.models.folders import attention_form, copy_tokenizer, load_tokenizer, long_config, model_config
 from longzoo.outputs import check_output, staged_output
 from longzoo.progress import Steps
 from longzoo.quiet import quiet_transformers
@@ -54,7 +56,7 @@ def finetune(
     force: bool = False,
     steps: Steps | None = None,
 ) -> FinetuneResult:
-    """Fine-tune the Longformer in ``model_dir`` for document classification.
+    """Fine-tune the long model (either form) in ``model_dir`` for document classification.
 
     ``base`` names the short model of the baselines (default: the base recorded in the
     folder's ``longzoo.json``).  Writes ``out`` all at once when everything succeeded.
@@ -62,7 +64,7 @@ def finetune(
     args = args or FinetuneArguments()  # checked when it was made
     steps = steps or Steps()
     model_dir = Path(model_dir).expanduser()
-    config = longformer_config(model_dir)
+    config = long_config(model_dir)
     tokenizer = load_tokenizer(model_dir, config)
     check_records(model_dir)  # a broken manifest fails now, not after training
     positions = usable_positions(config)
@@ -144,8 +146,8 @@ def _short_model(model_dir: Path, base: str | None, args: FinetuneArguments, max
 
     name, folder = _baseline_folder(model_dir, base)
     config = model_config(folder)
-    if config.model_type == "longformer":
-        raise LongzooError(f"{base or folder}: the baselines need the short base model, not a Longformer")
+    if attention_form(config, folder) is not None:
+        raise LongzooError(f"{base or folder}: the baselines need the short base model, not a long one")
     tokenizer = load_tokenizer(folder, config)
     length = min(usable_positions(config), tokenizer.model_max_length)
     chunk_len = args.chunk_len or length

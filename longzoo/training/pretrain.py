@@ -1,4 +1,4 @@
-"""Continued MLM pretraining of a converted Longformer on long documents.
+"""Continued MLM pretraining of a converted long model (either form) on long documents.
 
 Built on transformers' ``Trainer``, so ``torchrun`` and ``accelerate launch`` run it on
 many GPUs or nodes unchanged (DDP, or FSDP / DeepSpeed through their config files).
@@ -21,7 +21,7 @@ from longzoo.data.corpus import check_corpus
 from longzoo.data.packing import MaskedBlocks
 from longzoo.errors import LongzooError
 from longzoo.manifest import MANIFEST, add_step, read_manifest, write_manifest
-from longzoo.models.folders import copy_tokenizer, load_tokenizer, longformer_config
+from longzoo.models.folders import attention_form, copy_tokenizer, load_tokenizer, long_config
 from longzoo.outputs import (
     RUN_MARKER,
     check_output,
@@ -35,7 +35,7 @@ from longzoo.progress import Steps
 from longzoo.quiet import quiet_transformers
 from longzoo.records import BeforeAfter, CorpusStats, Hyperparameters, LossCurve, Manifest, PretrainRecord
 from longzoo.training.arguments import PretrainArguments, override
-from longzoo.weights import complete_mlm_head, require_finite
+from longzoo.weights import MLM_HEADS, complete_mlm_head, require_finite
 
 CHECKPOINTS = "checkpoints"
 CACHE = "cache"
@@ -65,7 +65,7 @@ def pretrain(
     callbacks: list | None = None,
     steps: Steps | None = None,
 ) -> PretrainResult:
-    """Continue MLM pretraining of the Longformer in ``model_dir`` on ``corpora``.
+    """Continue MLM pretraining of the long model in ``model_dir`` on ``corpora``.
 
     ``out`` receives a stock-loadable checkpoint (model, tokenizer, ``longzoo.json``,
     card, ``loss.png``) when training ends; while it runs, ``out/checkpoints`` holds
@@ -76,7 +76,9 @@ def pretrain(
     args = args or PretrainArguments()  # checked when it was made
     steps = steps or Steps()
     model_dir, out = Path(model_dir).expanduser(), Path(out).expanduser().absolute()
-    config = longformer_config(model_dir)
+    config = long_config(model_dir)
+    if args.global_attention != "none" and attention_form(config, model_dir) == "full":
+        raise LongzooError("--global-attention is for Longformer models; with full attention every token sees all")
     tokenizer = load_tokenizer(model_dir, config)
     check_records(model_dir)  # a broken manifest fails now, not after hours of training
     seq_len = _sequence_length(config, args)
@@ -164,7 +166,7 @@ def _run(model_dir, tokenizer, corpora, out, eval_corpora, resume, args, callbac
         return PretrainResult(out, trainer.state.global_step, train_loss, None, None)
 
     model = trainer.model
-    if args.global_attention == "none":
+    if args.global_attention == "none" and model.config.model_type == "longformer":
         _copy_global_projections(model)
     model.eval()
     require_finite(model, "the trained model")
@@ -314,21 +316,26 @@ def _clear_previous_run(out: Path) -> None:
 
 
 def _load_mlm(model_dir: Path, seed: int):
-    """The Longformer with an MLM head; encoder-only models get a new head tied to the embeddings.
+    """The long model with an MLM head; encoder-only models get a new head tied to the embeddings.
 
-    transformers leaves the new head's ``lm_head.bias`` as uninitialised memory, so a new head
+    transformers leaves the new head's output bias as uninitialised memory, so a new head
     is initialised here on purpose, and the whole model must be finite before training.
+    A full-attention model trains with transformers' SDPA attention.
     """
-    from transformers import LongformerForMaskedLM
+    from transformers import AutoConfig, AutoModelForMaskedLM
 
+    full = AutoConfig.from_pretrained(model_dir).model_type != "longformer"
     with quiet_transformers():  # the new head of an encoder-only model is reported below
-        model, info = LongformerForMaskedLM.from_pretrained(
-            model_dir, output_loading_info=True, tie_word_embeddings=True
+        model, info = AutoModelForMaskedLM.from_pretrained(
+            model_dir,
+            output_loading_info=True,
+            tie_word_embeddings=True,
+            **({"attn_implementation": "sdpa"} if full else {}),
         )
     missing = set(info["missing_keys"])
-    backbone_missing = [k for k in missing if not k.startswith("lm_head.")]
+    backbone_missing = [k for k in missing if not k.startswith(MLM_HEADS)]
     if backbone_missing:
-        raise LongzooError(f"{model_dir}: weights missing for {backbone_missing[:3]}; not a complete Longformer")
+        raise LongzooError(f"{model_dir}: weights missing for {backbone_missing[:3]}; not a complete model")
     new_head = complete_mlm_head(model, missing, seed)
     require_finite(model, f"{model_dir}")
     return model, new_head
@@ -340,7 +347,7 @@ def prepare_model(model, args: PretrainArguments) -> list[str]:
     longzoo's attention unless ``--attention reference``, the run's attention dropout, and
     global projections frozen where nothing trains them; returns the frozen names.
     """
-    if args.attention == "fast":
+    if args.attention == "fast" and model.config.model_type == "longformer":
         from longzoo.models.attention import use_fast_attention
 
         use_fast_attention(model)
@@ -353,7 +360,11 @@ def _set_attention_dropout(model, probability: float | None) -> None:
     if probability is None:
         return
     for layer in model.base_model.encoder.layer:
-        layer.attention.self.dropout = probability
+        attention = layer.attention.self
+        if isinstance(attention.dropout, float):  # Longformer keeps the probability
+            attention.dropout = probability
+        else:  # the BERT family keeps an nn.Dropout and hands its p to SDPA
+            attention.dropout.p = probability
 
 
 def _freeze_unused_global_projections(model, global_attention: str) -> list[str]:

@@ -103,6 +103,7 @@ def _convert(recipe: Recipe, converted: Path, steps: Steps) -> None:
         base,
         recipe.max_positions,
         converted,
+        attention=recipe.attention,
         attention_window=recipe.attention_window,
         position_init=recipe.position_init,
         revision=recipe.revision if base == recipe.base else None,
@@ -132,10 +133,12 @@ def _check_same_recipe(converted: Path, recipe: Recipe) -> None:
     """A finished conversion found in the build folder must be this recipe's, not another model's."""
     record = read_manifest(converted).convert
     expected = {Path(recipe.base).name, recipe.base, Path(recipe_base(recipe)).name}
-    if record.max_positions != recipe.max_positions or record.base.id not in expected:
+    same = (record.max_positions, record.attention) == (recipe.max_positions, recipe.attention)
+    if not same or record.base.id not in expected:
         raise LongzooError(
-            f"{converted}: holds a conversion of {record.base.id} to {record.max_positions} positions, "
-            f"not this recipe's {recipe.base} to {recipe.max_positions}; choose another --out"
+            f"{converted}: holds a {record.attention} conversion of {record.base.id} to {record.max_positions} "
+            f"positions, not this recipe's {recipe.attention} {recipe.base} to {recipe.max_positions}; "
+            "choose another --out"
         )
 
 

