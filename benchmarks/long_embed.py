@@ -12,8 +12,7 @@ positions, ``max_seq_length`` 256 in its ``sentence_bert_config.json``), convert
 * ``longformer``: a stock transformers Longformer (window 512; run here with
   ``longzoo.use_fast_attention``: the same numbers as transformers' attention, faster);
 * ``full``: the base's own architecture (BertModel) with extended positions, full SDPA
-  attention (``convert(..., attention="full")``).  When the installed ``convert`` has no
-  ``attention`` parameter yet, this form is skipped with a note.
+  attention (``convert(..., attention="full")``).
 
 Corpus: the People's Daily articles of January 1998 (``longzoo.data.peoples_daily``).  The
 articles with at least ``--min-tokens`` tokens under MiniLM's tokenizer are counted; a seeded
@@ -51,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import inspect
 import json
 import platform
 import random
@@ -207,20 +205,14 @@ def build_documents(args, tokenizer) -> tuple[list[Document], dict]:
 
 
 def convert_forms(base: Path, work: Path, max_len: int) -> tuple[dict, dict]:
-    """Convert ``base`` in every form this longzoo has: {form: folder}, {form: conversion facts or a skip note}."""
+    """Convert ``base`` in both forms: {form: folder}, {form: conversion facts}."""
     from longzoo.converters import convert
 
-    accepts = "attention" in inspect.signature(convert).parameters
     folders, facts = {}, {}
     for form in ("longformer", "full"):
-        if not accepts and form == "full":
-            note = "skipped: this longzoo's convert() has no 'attention' parameter yet"
-            print(f"note: full form {note}")
-            facts[form] = {"skipped": note}
-            continue
         out = work / f"minilm-{form}-{max_len}"
         started = time.perf_counter()
-        result = convert(str(base), max_len, out, force=True, **({"attention": form} if accepts else {}))
+        result = convert(str(base), max_len, out, force=True, attention=form)
         seconds = time.perf_counter() - started
         parity = result.parity
         facts[form] = {
@@ -430,15 +422,12 @@ def report(out: dict) -> str:
             extra = f"; {p['documents_compared']} documents cut to 512 tokens: {p['documents_at_512_max_abs_diff']:.2e}"
         lines.append(f"  {name}: queries {p['queries_max_abs_diff']:.2e}{extra} -> {'PASS' if p['passed'] else 'FAIL'}")
     for form, facts in out["conversions"].items():
-        if "skipped" in facts:
-            lines.append(f"  {form} form: {facts['skipped']}")
-        else:
-            own = facts["convert_parity_max_abs_diff"]
-            own = "none" if own is None else f"{own:.2e} at {facts['convert_parity_length']} tokens"
-            lines.append(
-                f"  {form} form: {facts['architecture']}, converted in {facts['convert_s']} s "
-                f"(longzoo's own parity check: {own})"
-            )
+        own = facts["convert_parity_max_abs_diff"]
+        own = "none" if own is None else f"{own:.2e} at {facts['convert_parity_length']} tokens"
+        lines.append(
+            f"  {form} form: {facts['architecture']}, converted in {facts['convert_s']} s "
+            f"(longzoo's own parity check: {own})"
+        )
     if any(m["fast_attention"] for m in models.values()):
         lines.append(
             "The Longformer form runs with longzoo.use_fast_attention (blocked SDPA): "

@@ -1,4 +1,4 @@
-"""longzoo: turn short-context encoders into stock transformers Longformer models."""
+"""longzoo: turn short-context encoders into stock transformers long models (Longformer or full attention)."""
 
 from importlib.metadata import PackageNotFoundError, version
 

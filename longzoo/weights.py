@@ -54,10 +54,8 @@ _HEADS = (
     ("lm_head.dense", "lm_head.layer_norm", "lm_head.bias"),
     ("cls.predictions.transform.dense", "cls.predictions.transform.LayerNorm", "cls.predictions.bias"),
 )
-
-
-# Prefixes of every MLM-head key (the decoder included).
-MLM_HEADS = ("lm_head.", "cls.predictions.")
+# Prefixes of every MLM-head key (the decoder included): where each head's output bias lives.
+MLM_HEADS = tuple(bias.rsplit(".", 1)[0] + "." for _, _, bias in _HEADS)
 
 
 def _head_of(model) -> tuple[str, str, str]:

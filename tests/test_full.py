@@ -15,7 +15,7 @@ import sys
 import pytest
 import torch
 from helpers import BASE_POSITIONS, CASE_IDS, MAX_POS, WINDOW, case_by_id, tiny_pretrain_arguments
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from longzoo.cli import app
@@ -137,17 +137,33 @@ def test_a_non_gelu_bert_head_converts_to_full_attention(base_copy, tmp_path):
     assert convert(str(base), MAX_POS, tmp_path / "full", attention="full").parity.passed
 
 
-def test_a_legacy_long_layout_becomes_full_attention_without_its_global_projections(tmp_path):
+def test_a_long_model_trained_with_a_window_stays_a_longformer(tmp_path):
+    """Longformer_ZH / RobertaLong: dropping its window and global projections would change what it computes."""
     from test_zoo import legacy_folder
 
     folder, _ = legacy_folder(tmp_path, "bert-zh-mlm", positions=256, pickle=False)
-    result = convert(str(folder), out=tmp_path / "full", attention="full")
-    assert result.parity.passed and result.architecture == "BertForMaskedLM"
-    config = json.loads((result.out / "config.json").read_text())
-    assert config["max_position_embeddings"] == 256 and "attention_window" not in config
-    dropped = result.report.dropped
-    assert len([k for k in dropped if "_global." in k]) == 12
-    assert all(reason.startswith("global projection") for k, reason in dropped.items() if "_global." in k)
+    with pytest.raises(LongzooError, match="trained with a sliding window .* converts to --attention longformer only"):
+        convert(str(folder), out=tmp_path / "full", attention="full")
+    assert not (tmp_path / "full").exists()
+    with pytest.raises(LongzooError, match="a long model in a foreign layout; make it a stock Longformer"):
+        from longzoo.models.folders import long_config
+
+        long_config(folder)
+
+
+@pytest.mark.parametrize("form", ["longformer", "full"])
+@pytest.mark.parametrize("case_id", ["xlm-roberta-mlm", "camembert-mlm", "bert-zh-mlm"])
+def test_a_checkpoint_that_stores_its_tied_decoder_converts(base_copy, tmp_path, case_id, form):
+    """Some checkpoints save the decoder weight beside the embeddings it is tied to; XLM-R and
+    CamemBERT also register their head before their embeddings."""
+    base = base_copy(case_id)
+    weights = load_file(base / "model.safetensors")
+    embeddings = next(k for k in weights if k.endswith("word_embeddings.weight"))
+    decoder = "cls.predictions.decoder.weight" if case_id.startswith("bert") else "lm_head.decoder.weight"
+    save_file({**weights, decoder: weights[embeddings].clone()}, base / "model.safetensors", metadata={"format": "pt"})
+    settings = {"attention": "full"} if form == "full" else {"attention_window": WINDOW}
+    result = convert(str(base), MAX_POS, tmp_path / "out", **settings)
+    assert result.parity.passed and result.report.dropped[decoder].startswith("tied:")
 
 
 # ----------------------------------------------------------------------------- the card
@@ -216,6 +232,7 @@ def test_an_encoder_only_full_model_gets_a_defined_tied_head(converted_full, tmp
     assert decoder.weight.data_ptr() == model.bert.embeddings.word_embeddings.weight.data_ptr()
 
 
+@pytest.mark.slow
 def test_accumulation_gives_one_big_batch_for_the_full_form(converted_full, tmp_path):
     """The honest loss holds for BertForMaskedLM too (its forward also takes **kwargs)."""
     import shutil
@@ -331,3 +348,13 @@ def test_a_full_recipe_builds_and_a_longformer_build_folder_is_not_reused(base_m
     finally:
         unregister(full.name)
         unregister(longformer.name)
+
+
+def test_attention_dropout_reaches_the_sdpa_call_of_a_full_model(converted_full):
+    from longzoo.training.pretrain import _load_mlm, prepare_model
+
+    model, _ = _load_mlm(converted_full["xlm-roberta-mlm"].out, seed=0)
+    assert model.config._attn_implementation == "sdpa"
+    prepare_model(model, tiny_pretrain_arguments(attention_dropout=0.3))
+    assert all(layer.attention.self.dropout.p == 0.3 for layer in model.base_model.encoder.layer)
+    assert model.config.attention_probs_dropout_prob != 0.3  # the saved config keeps the base's value

@@ -130,6 +130,7 @@ def test_pretraining_a_sentence_model_warns_and_keeps_its_modules(base_copy, tmp
     assert model.max_seq_length == MAX_POS and np.isfinite(model.encode(SHORT)).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", FORMS)
 def test_the_card_of_a_sentence_model_is_a_sentence_transformers_card(base_copy, tmp_path, form):
     """Hub metadata for sentence similarity, and both snippets run as printed."""

@@ -156,7 +156,7 @@ def training_arguments(cls, values: dict):
 
 app = typer.Typer(
     name="longzoo",
-    help="Turn short-context encoders into long-context Longformer models.",
+    help="Turn short-context encoders into long-context models (Longformer or full attention).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     cls=_OneLineErrors,
@@ -221,7 +221,7 @@ def main(
         bool, typer.Option("--verbose", "-v", metavar="", help="Library warnings and informational logs too.")
     ] = False,
 ) -> None:
-    """longzoo: long-context Longformer models from short encoders."""
+    """longzoo: long-context models (Longformer or full attention) from short encoders."""
     from longzoo.converters.source import check_endpoint_variable
 
     check_endpoint_variable()  # a malformed HF_ENDPOINT breaks importing transformers itself

@@ -31,7 +31,7 @@ from longzoo.training.defaults import FINETUNE, PRETRAIN
     epilog="Example: longzoo pretrain roberta-zh-4096 --corpus peoples-daily-1998 --out roberta-zh-4096-pre --max-steps 3000 --bf16"
 )
 def pretrain(
-    model_dir: Annotated[Path, typer.Argument(help="A converted Longformer folder.")],
+    model_dir: Annotated[Path, typer.Argument(help="A converted long model folder (Longformer or full attention).")],
     corpus: Annotated[
         list[str], typer.Option("--corpus", help="Text file, .jsonl, folder or Hub dataset; repeatable.")
     ],
@@ -121,7 +121,7 @@ def pretrain(
     epilog="Example: longzoo finetune roberta-zh-4096-pre --train train.jsonl --eval eval.jsonl --out clf --baseline truncate --base hfl/chinese-roberta-wwm-ext"
 )
 def finetune(
-    model_dir: Annotated[Path, typer.Argument(help="A converted (or pretrained) Longformer folder.")],
+    model_dir: Annotated[Path, typer.Argument(help="A converted (or pretrained) long model folder.")],
     train: Annotated[Path, typer.Option("--train", help="Training documents: .jsonl or .csv.")],
     eval_file: Annotated[Path, typer.Option("--eval", help="Evaluation documents: .jsonl or .csv.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder for the fine-tuned long model.")],

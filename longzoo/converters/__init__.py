@@ -1,4 +1,4 @@
-"""Conversion of short encoders into transformers' Longformer.
+"""Conversion of short encoders into long models: transformers' Longformer, or their own architecture.
 
 One generic converter (:func:`convert`) driven by one declarative :class:`Adapter`
 per ``model_type`` (:data:`ADAPTERS`).

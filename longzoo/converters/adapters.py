@@ -24,10 +24,6 @@ _BUFFERS = (
     (r"(^|\.)embeddings\.position_ids$", "buffer: position ids are derived from the input ids"),
     (r"(^|\.)embeddings\.token_type_ids$", "buffer: token type ids default to zeros at run time"),
 )
-# A long base in a foreign layout brings global projections; full attention has no global tokens.
-_GLOBAL_PROJECTIONS = (
-    (r"\.attention\.self\.(query|key|value)_global\.", "global projection: full attention has no global tokens"),
-)
 
 
 @dataclass(frozen=True)
@@ -116,37 +112,29 @@ ADAPTERS: dict[str, Adapter] = {
 }
 
 
+# What computes a full-attention model's attention: transformers' fused kernels (flash on CPU and GPU).
+FULL_ATTENTION_IMPLEMENTATION = "sdpa"
+
+
 @dataclass(frozen=True)
 class Target:
     """The long model one base becomes, in one of the two forms (see :class:`AttentionForm`).
 
     Attributes:
         attention: ``longformer`` or ``full``.
-        model_type: the output's ``model_type``.
         architecture: the transformers class written to ``config.json``.
         backbone: prefix of encoder keys in the output (``longformer.``, ``bert.``, or none).
         head_renames: ``(source prefix, target prefix)`` pairs for the MLM head.
-        dropped: ``(regex, reason)`` for source keys with no place in this form.
-        positions_after_pad: True when the output numbers real tokens from ``pad + 1``.
     """
 
     attention: str
-    model_type: str
     architecture: str
     backbone: str
     head_renames: tuple[tuple[str, str], ...]
-    dropped: tuple[tuple[str, str], ...]
-    positions_after_pad: bool
 
     @property
     def windowed(self) -> bool:
         return self.attention == AttentionForm.longformer
-
-    def drop_reason(self, key: str) -> str | None:
-        for pattern, reason in self.dropped:
-            if re.search(pattern, key):
-                return reason
-        return None
 
 
 def target_for(adapter: Adapter, attention: str, mlm: bool) -> Target:
@@ -154,21 +142,15 @@ def target_for(adapter: Adapter, attention: str, mlm: bool) -> Target:
     if attention == AttentionForm.longformer:
         return Target(
             attention=AttentionForm.longformer.value,
-            model_type="longformer",
             architecture="LongformerForMaskedLM" if mlm else "LongformerModel",
             backbone="longformer." if mlm else "",
             head_renames=adapter.head_renames,
-            dropped=(),
-            positions_after_pad=True,
         )
     return Target(
         attention=AttentionForm.full.value,
-        model_type=adapter.model_type,
         architecture=f"{adapter.class_prefix}ForMaskedLM" if mlm else f"{adapter.class_prefix}Model",
         backbone=adapter.backbone_prefix if mlm else "",
         head_renames=((adapter.head_prefix, adapter.head_prefix),),  # the base's own head, as it is
-        dropped=_GLOBAL_PROJECTIONS,
-        positions_after_pad=adapter.positions_after_pad,
     )
 
 

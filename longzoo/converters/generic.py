@@ -25,7 +25,6 @@ from longzoo.converters.keys import (
     global_projection_sources,
     is_mlm_checkpoint,
     map_keys,
-    target_name,
 )
 from longzoo.converters.positions import extend_positions
 from longzoo.converters.sentence import copy_sentence_modules, sentence_modules
@@ -81,7 +80,14 @@ _CARRIED = (
 )
 
 # Base config entries that describe the file or the long layout of a foreign base, not the full-attention model.
-_CONFIG_STATE = ("attention_window", "architectures", "transformers_version", "_name_or_path", "auto_map")
+_CONFIG_STATE = (
+    "attention_window",
+    "architectures",
+    "transformers_version",
+    "_name_or_path",
+    "auto_map",
+    "gradient_checkpointing",
+)
 
 # Tokenizer config entries that describe where a tokenizer was loaded from, not what it is.
 _TOKENIZER_LOAD_STATE = ("is_local", "local_files_only", "name_or_path", "_commit_hash")
@@ -178,8 +184,9 @@ def convert(
     """Convert ``base`` (folder or Hub id) into a long model with ``max_pos`` positions.
 
     ``attention="longformer"`` writes a Longformer, ``"full"`` the base's own architecture
-    with an extended position table (no window).  The output folder holds ``config.json``, ``model.safetensors``, the tokenizer with
-    ``model_max_length = max_pos``, ``longzoo.json`` and a model card (``README.md``).  It is built in a temporary
+    with an extended position table (no window).  The output folder holds ``config.json``,
+    ``model.safetensors``, the tokenizer with ``model_max_length = max_pos``, ``longzoo.json``
+    and a model card (``README.md``).  It is built in a temporary
     folder and renamed into place only after the parity check passed, so a failed
     conversion leaves nothing behind.  Raises :class:`LongzooError` for user errors.
 
@@ -213,11 +220,7 @@ def convert(
 
     model, report, target, hashes = _converted_model(source, base_config, tokenizer, adapter, layout, options, steps)
     with staged_output(out, force=force, inputs=[source.path]) as staging:
-        with steps.step("Saving model and tokenizer"):
-            model.save_pretrained(staging)
-            _save_tokenizer(tokenizer, staging, options.max_pos, adapter)
-            if modules:
-                copy_sentence_modules(source.path, staging, modules, usable_positions(model.config))
+        _save(model, tokenizer, adapter, source.path, modules, staging, steps)
         del model
         parity = _verify(source, staging, target, layout, options, report, steps) if verify else None
         record = _manifest_record(source, hashes, adapter, base_config, layout, options, target, report, parity)
@@ -229,6 +232,16 @@ def convert(
         card = render_card(staging, strict=False, folder_name=out.name)
         manifest = read_manifest(staging)
     return ConversionResult(out, record.architecture, report, parity, manifest, card.problems)
+
+
+def _save(model, tokenizer, adapter: Adapter, base: Path, modules: list, staging: Path, steps: Steps) -> None:
+    """Weights, tokenizer (with the new length) and a sentence-transformers base's modules."""
+    positions = usable_positions(model.config)
+    with steps.step("Saving model and tokenizer"):
+        model.save_pretrained(staging)
+        _save_tokenizer(tokenizer, staging, positions, adapter)
+        if modules:
+            copy_sentence_modules(base, staging, modules, positions)
 
 
 def _converted_model(source: BaseSource, base_config, tokenizer, adapter, layout, options, steps: Steps):
@@ -254,6 +267,11 @@ def _sizes(config: dict, folder: Path, layout: PositionLayout, max_pos, window, 
     if max_pos < layout.base_length or (max_pos == layout.base_length and legacy_window is None):
         raise LongzooError(f"--max-pos {max_pos} must be larger than the base model's {layout.base_length} positions")
     if attention == AttentionForm.full:
+        if legacy_window is not None:  # dropping the window would change what the trained model computes
+            raise LongzooError(
+                f"{folder}: a long model trained with a sliding window ({legacy_window}) and global projections; "
+                "it converts to --attention longformer only"
+            )
         return max_pos, None
     if window is None:  # the default is even, as every window must be, also for an odd --max-pos
         window = legacy_window or min(DEFAULT_WINDOW, max_pos - max_pos % 2)
@@ -482,7 +500,7 @@ def _build_model(state, base_config, tokenizer, adapter, layout, options, target
     if type(model).__name__ != target.architecture:
         raise RuntimeError(f"internal error: built {type(model).__name__}, expected {target.architecture}")
     target_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    tied = _tied_keys(model, {target_name(adapter, key, target) for key in state})
+    tied = _tied_keys(model)
     new_state, report = map_keys(adapter, state, target_shapes, tied, target)
 
     positions = target.backbone + POSITIONS
@@ -538,17 +556,18 @@ def _fill_index_buffers(model) -> None:
             module.register_buffer(name, value.to(buffer.dtype).expand(buffer.shape), persistent=persistent)
 
 
-def _tied_keys(model, provided: set[str]) -> dict[str, str]:
+def _tied_keys(model) -> dict[str, str]:
     """Target keys that share a parameter with another key (e.g. the LM decoder), each mapped to
-    the key that holds it: the one the checkpoint provides (classes differ in which they register
-    first: XLM-R's head comes before its embeddings)."""
+    the key that holds it: the source of transformers' own tie (the word embeddings, not the
+    decoder), whatever order the class registers them in (XLM-R's head comes first)."""
     model.tie_weights()
+    tie_targets = set(getattr(model, "all_tied_weights_keys", None) or {})
     groups: dict[int, list[str]] = {}
     for name, param in model.named_parameters(remove_duplicate=False):
         groups.setdefault(id(param), []).append(name)
     tied = {}
     for names in groups.values():
-        holder = next((name for name in names if name in provided), names[0])
+        holder = next((name for name in names if name not in tie_targets), names[0])
         tied.update({name: holder for name in names if name != holder})
     return tied
 

@@ -69,7 +69,7 @@ def map_keys(
     report = KeyReport()
     out: dict = {}
     for key, tensor in source.items():
-        reason = adapter.drop_reason(key) or target.drop_reason(key)
+        reason = adapter.drop_reason(key)
         if reason is not None:
             report.dropped[key] = reason
             continue
@@ -79,7 +79,9 @@ def map_keys(
             continue
         if name not in target_shapes:
             if name.startswith(f"{target.backbone}pooler."):
-                report.dropped[key] = f"pooler: {target.architecture} has no pooler"
+                report.dropped[key] = (
+                    f"pooler: {target.architecture} has no pooler (a classifier made from it starts a new one)"
+                )
                 continue
             raise LongzooError(
                 f"base weight {key!r} has no place in a {target.architecture} ({name!r}); "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from longzoo.converters.adapters import FULL_ATTENTION_IMPLEMENTATION
 from longzoo.converters.positions import extend_positions
 from longzoo.converters.sample_text import TEXTS
 from longzoo.progress import Steps
@@ -71,7 +72,10 @@ def verify_conversion(
     if target.windowed:
         length, implementation = parity_length(options.attention_window, layout.base_length), {}
     else:  # proven with the attention users will run it with
-        length, implementation = min(FULL_PARITY_LENGTH, layout.base_length), {"attn_implementation": "sdpa"}
+        length, implementation = (
+            min(FULL_PARITY_LENGTH, layout.base_length),
+            {"attn_implementation": FULL_ATTENTION_IMPLEMENTATION},
+        )
     with steps.step(f"Verifying parity at {length} tokens"), quiet_transformers(), torch.inference_mode():
         base = auto.from_pretrained(base_dir, dtype=torch.float32).eval()
         if options.dtype != "float32":

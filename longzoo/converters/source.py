@@ -20,6 +20,7 @@ PICKLE_INDEX = "pytorch_model.bin.index.json"
 # What a conversion needs from a Hub repository; TF/Flax/ONNX files are never fetched.
 _HUB_PATTERNS = [
     "config.json",
+    "longzoo.json",  # a full-attention model's form, and every model's records
     "*.safetensors",
     SAFETENSORS_INDEX,
     "tokenizer*",

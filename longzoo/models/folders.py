@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from longzoo.choices import AttentionForm
 from longzoo.errors import LongzooError
 
 TOKENIZER_FILES = (
@@ -24,6 +25,8 @@ TOKENIZER_FILES = (
     "sentencepiece.bpe.model",
     "spiece.model",
 )
+# Every family longzoo converts was pretrained with at most this many positions.
+SHORT_POSITIONS = 512
 _SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 _PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -52,14 +55,23 @@ def model_config(model_dir: Path):
 
 
 def long_config(model_dir: Path):
-    """The config of a long model folder, in either form (:func:`attention_form`); one line for a short model."""
+    """The config of a long model folder, in either form (:func:`attention_form`); one line for anything else."""
+    from longzoo.converters.adapters import ADAPTERS
+
     config = model_config(model_dir)
-    if attention_form(config, model_dir) is None:
+    if attention_form(config, model_dir) is not None:
+        return config
+    if config.model_type not in ADAPTERS:
+        raise LongzooError(f"{model_dir}: a {config.model_type} model, which longzoo does not convert or train")
+    if hasattr(config, "attention_window"):
         raise LongzooError(
-            f"{model_dir}: a short {config.model_type} model ({config.max_position_embeddings} positions); "
-            "run `longzoo convert` first"
+            f"{model_dir}: a long model in a foreign layout; make it a stock Longformer with "
+            f"`longzoo convert --base {model_dir}`"
         )
-    return config
+    raise LongzooError(
+        f"{model_dir}: a short {config.model_type} model ({config.max_position_embeddings} positions); "
+        "run `longzoo convert` first"
+    )
 
 
 def attention_form(config, folder: Path | None = None) -> str | None:
@@ -69,7 +81,6 @@ def attention_form(config, folder: Path | None = None) -> str | None:
     --attention full`` says so in its manifest, or when it reads more positions than the short
     bases (a long checkpoint from elsewhere, such as BGE-M3).
     """
-    from longzoo.choices import AttentionForm
     from longzoo.converters.adapters import ADAPTERS, usable_positions
 
     if config.model_type == "longformer":
@@ -81,15 +92,11 @@ def attention_form(config, folder: Path | None = None) -> str | None:
     return None
 
 
-# Every family longzoo converts was pretrained with at most this many positions.
-SHORT_POSITIONS = 512
-
-
 def _converted_full(folder: Path) -> bool:
     from longzoo.manifest import read_manifest
 
     record = read_manifest(folder).convert
-    return record is not None and record.attention == "full"
+    return record is not None and record.attention == AttentionForm.full
 
 
 def load_tokenizer(folder: Path, config=None):

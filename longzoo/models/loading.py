@@ -19,6 +19,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from longzoo.converters.adapters import FULL_ATTENTION_IMPLEMENTATION
 from longzoo.errors import LongzooError
 from longzoo.weights import complete_mlm_head, require_finite
 
@@ -86,7 +87,7 @@ def load(
     folder = stock_folder(id_or_dir, revision=revision, allow_pickle=allow_pickle)
     longformer = transformers.AutoConfig.from_pretrained(folder).model_type == "longformer"
     if not longformer:
-        kwargs.setdefault("attn_implementation", "sdpa")
+        kwargs.setdefault("attn_implementation", FULL_ATTENTION_IMPLEMENTATION)
     model, info = getattr(transformers, TASKS[task]).from_pretrained(folder, output_loading_info=True, **kwargs)
     if task == "masked-lm":
         complete_mlm_head(model, info["missing_keys"])  # an encoder-only folder has none yet

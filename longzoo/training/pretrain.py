@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from longzoo.cards.render import check_records
-from longzoo.converters.adapters import usable_positions
+from longzoo.converters.adapters import FULL_ATTENTION_IMPLEMENTATION, usable_positions
 from longzoo.converters.sentence import copy_sentence_modules, sentence_modules
 from longzoo.data.corpus import check_corpus
 from longzoo.data.packing import MaskedBlocks
@@ -330,7 +330,7 @@ def _load_mlm(model_dir: Path, seed: int):
             model_dir,
             output_loading_info=True,
             tie_word_embeddings=True,
-            **({"attn_implementation": "sdpa"} if full else {}),
+            **({"attn_implementation": FULL_ATTENTION_IMPLEMENTATION} if full else {}),
         )
     missing = set(info["missing_keys"])
     backbone_missing = [k for k in missing if not k.startswith(MLM_HEADS)]

