@@ -131,14 +131,15 @@ def test_pretraining_a_sentence_model_warns_and_keeps_its_modules(base_copy, tmp
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("form", FORMS)
-def test_the_card_of_a_sentence_model_is_a_sentence_transformers_card(base_copy, tmp_path, form):
-    """Hub metadata for sentence similarity, and both snippets run as printed."""
+@pytest.mark.parametrize(("case_id", "form"), [("bert-encoder", "longformer"), ("bert-zh-mlm", "full")])
+def test_the_card_of_a_sentence_model_is_a_sentence_transformers_card(base_copy, tmp_path, case_id, form):
+    """Hub metadata for sentence similarity, and both snippets run as printed: they embed text,
+    also when the weights carry an MLM head."""
     import re
     import subprocess
     import sys
 
-    base = as_sentence_model(base_copy("bert-encoder"))
+    base = as_sentence_model(base_copy(case_id))
     out = tmp_path / "long"
     convert(str(base), MAX_POS, out, **FORMS[form])
     card = (out / "README.md").read_text(encoding="utf-8")
@@ -148,6 +149,7 @@ def test_the_card_of_a_sentence_model_is_a_sentence_transformers_card(base_copy,
     assert "sentence-embedding model" in card and f"`max_seq_length` is {MAX_POS}" in card
     blocks = re.findall(r"```python\n(.*?)```", card, flags=re.S)
     assert len(blocks) == 2 and "SentenceTransformer(" in blocks[0]
+    assert "[MASK]" not in card and "AutoModel," in blocks[1] and "last_hidden_state" in blocks[1]
     for code in blocks:
         code = code.replace('"./long"', json.dumps(str(out)))
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
