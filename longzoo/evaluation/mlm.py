@@ -36,7 +36,7 @@ def load_mlm(model_dir: str | Path, attention: str = "fast"):
     from transformers import AutoModelForMaskedLM
 
     from longzoo.models.folders import load_tokenizer, model_config
-    from longzoo.weights import require_finite
+    from longzoo.weights import MLM_HEADS, require_finite
 
     folder = Path(model_dir)
     config = model_config(folder)
@@ -46,7 +46,7 @@ def load_mlm(model_dir: str | Path, attention: str = "fast"):
             model, info = AutoModelForMaskedLM.from_pretrained(folder, output_loading_info=True)
     except ValueError as exc:
         raise LongzooError(f"{model_dir}: {config.model_type} has no masked-LM form ({exc})") from None
-    head_missing = [k for k in info["missing_keys"] if "lm_head" in k or "cls.predictions" in k]
+    head_missing = [k for k in info["missing_keys"] if k.startswith(MLM_HEADS)]
     if head_missing:
         raise LongzooError(f"{model_dir}: the model has no MLM head to evaluate (encoder-only)")
     require_finite(model, str(model_dir))
