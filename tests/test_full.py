@@ -8,6 +8,7 @@ after conversion (pretrain, eval, finetune, the loaders, the card) taking it as 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -358,3 +359,34 @@ def test_attention_dropout_reaches_the_sdpa_call_of_a_full_model(converted_full)
     prepare_model(model, tiny_pretrain_arguments(attention_dropout=0.3))
     assert all(layer.attention.self.dropout.p == 0.3 for layer in model.base_model.encoder.layer)
     assert model.config.attention_probs_dropout_prob != 0.3  # the saved config keeps the base's value
+
+
+POISONED_FULL_LOAD = """
+import json, sys, torch
+from pathlib import Path
+from longzoo.training.pretrain import _load_mlm
+model, new = _load_mlm(Path(sys.argv[1]), 0)
+head = model.cls.predictions
+print(json.dumps({
+    "new": new,
+    "bias_zero": bool((head.bias == 0).all()),
+    "finite": all(bool(torch.isfinite(t).all()) for t in model.state_dict().values()),
+    "tied": head.decoder.weight.data_ptr() == model.bert.embeddings.word_embeddings.weight.data_ptr(),
+    "ln_identity": bool((head.transform.LayerNorm.weight == 1).all()),
+}))
+"""
+
+
+def test_a_new_bert_head_is_initialised_in_poisoned_memory(converted_full):
+    """MALLOC_PERTURB_ fills fresh allocations with garbage: a BERT head left uninitialised shows."""
+    env = {**os.environ, "MALLOC_PERTURB_": "165"}
+    done = subprocess.run(
+        [sys.executable, "-c", POISONED_FULL_LOAD, str(converted_full["bert-encoder"].out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = json.loads(done.stdout.strip().splitlines()[-1])
+    assert state == {"new": True, "bias_zero": True, "finite": True, "tied": True, "ln_identity": True}
